@@ -1,0 +1,88 @@
+"""Array backend: NumPy on the CPU, CuPy on the GPU, chosen by device name.
+
+CuPy is imported lazily so every module imports on CPU-only machines; device
+specific branches belong here and nowhere else.
+"""
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from astroray.errors import DeviceUnavailableError
+
+__all__ = ["has_cupy", "gpu_available", "resolve_device", "get_xp", "array_module_of", "to_numpy"]
+
+
+@functools.cache
+def has_cupy() -> bool:
+    """Whether CuPy imports here (it need not see a GPU)."""
+    try:
+        import cupy  # noqa: F401
+    except Exception:  # ImportError, or a CUDA library missing at import
+        return False
+    return True
+
+
+@functools.cache
+def gpu_available() -> bool:
+    """Whether CuPy imports *and* sees at least one CUDA device."""
+    if not has_cupy():
+        return False
+    import cupy
+
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def resolve_device(device: str) -> str:
+    """Turn ``"cpu" | "gpu" | "auto"`` into ``"cpu"`` or ``"gpu"``.
+
+    Raises
+    ------
+    DeviceUnavailableError
+        ``device="gpu"`` where no GPU is usable.
+    ValueError
+        Unknown device name.
+    """
+    if device == "cpu":
+        return "cpu"
+    if device == "gpu":
+        if not gpu_available():
+            raise DeviceUnavailableError(
+                "device='gpu' was asked for but no CUDA GPU is usable here "
+                "(install the 'gpu' extra: pip install 'astroray[gpu]', or use device='auto' or 'cpu')"
+            )
+        return "gpu"
+    if device == "auto":
+        return "gpu" if gpu_available() else "cpu"
+    raise ValueError(f"device must be 'cpu', 'gpu' or 'auto', got {device!r}")
+
+
+def get_xp(device: str) -> ModuleType:
+    """The array module for ``device``: :mod:`numpy` or :mod:`cupy`."""
+    if resolve_device(device) == "gpu":
+        import cupy
+
+        return cupy
+    return np
+
+
+def array_module_of(arr: Any) -> ModuleType:
+    """The array module an array belongs to (NumPy for anything not on the GPU)."""
+    if type(arr).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_numpy(arr: Any) -> np.ndarray:
+    """Bring an array to host memory (no copy for NumPy input)."""
+    if type(arr).__module__.startswith("cupy"):
+        return arr.get()
+    return np.asarray(arr)
