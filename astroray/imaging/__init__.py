@@ -1,0 +1,1 @@
+"""Image processing stages: background, differencing (ZOGY, classic), source extraction, cutouts."""

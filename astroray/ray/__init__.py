@@ -1,0 +1,1 @@
+"""Thin Ray adapters: datasources, map_batches callables, train loops, Tune, Serve."""
