@@ -1,0 +1,152 @@
+"""ZTF alert packets (schema 3.x) as :class:`~astroray.records.Alert`.
+
+The same mapping serves the Avro packets IPAC distributes and the Parquet
+tables of the Fink broker, which keep ZTF's layout (``candidate``,
+``prv_candidates``, ``cutoutScience`` ...) one packet per row.
+
+ZTF publishes PSF-fit difference magnitudes: ``magpsf`` is the magnitude of
+``|flux|`` and ``isdiffpos`` its sign ('t'/'1' positive, 'f'/'0' negative,
+i.e. the source faded with respect to the reference).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from astroray.errors import InvalidAlertError, InvalidInputError
+from astroray.records import Alert, LightCurve, mag_to_flux, normalize_band
+
+__all__ = ["JD_TO_MJD", "ztf_packet_to_alert", "ztf_flux", "ztf_limit_flux_err", "is_positive_difference"]
+
+JD_TO_MJD = 2400000.5
+"""Subtract from a Julian date to get the modified Julian date."""
+
+_CUTOUT_FIELDS = (("cutoutScience", "cutout_science"), ("cutoutTemplate", "cutout_reference"),
+                  ("cutoutDifference", "cutout_difference"))
+
+# Candidate fields worth carrying along (context for classifiers and for quality cuts).
+_META_FIELDS = ("candid", "fid", "pid", "programid", "field", "rcid", "xpos", "ypos", "isdiffpos", "magpsf",
+                "sigmapsf", "diffmaglim", "magap", "sigmagap", "magzpsci", "fwhm", "elong", "nbad", "classtar",
+                "distnr", "magnr", "sigmagnr", "ssdistnr", "ssnamenr", "sgscore1", "distpsnr1", "ndethist",
+                "ncovhist", "jdstarthist", "neargaia", "maggaia", "rbversion", "drbversion")
+
+_NEGATIVE = {"f", "false", "0", "-1", "-1.0", "0.0", "n"}
+
+
+def is_positive_difference(isdiffpos: Any) -> bool:
+    """True where ZTF's ``isdiffpos`` says the difference flux is positive.
+
+    Accepts ZTF's 't'/'f'/'1'/'0' strings and ALeRCE's 1.0/-1.0 numbers; a
+    missing value counts as positive.
+    """
+    if isdiffpos is None:
+        return True
+    if isinstance(isdiffpos, (bool, np.bool_)):
+        return bool(isdiffpos)
+    if isinstance(isdiffpos, (int, float, np.integer, np.floating)):
+        return not (isdiffpos <= 0) if not math.isnan(isdiffpos) else True
+    return str(isdiffpos).strip().lower() not in _NEGATIVE
+
+
+def ztf_flux(magpsf, sigmapsf, isdiffpos) -> tuple[float, float]:
+    """Signed difference flux and its error in nJy from ZTF's ``magpsf``, ``sigmapsf``, ``isdiffpos``."""
+    flux, err = mag_to_flux(magpsf, sigmapsf)
+    sign = 1.0 if is_positive_difference(isdiffpos) else -1.0
+    return sign * float(flux), float(err)
+
+
+def ztf_limit_flux_err(diffmaglim) -> float:
+    """``flux_err`` of an upper limit: the 5-sigma limiting flux divided by 5 (nJy)."""
+    if diffmaglim is None:
+        return float("nan")
+    return float(mag_to_flux(diffmaglim)) / 5.0
+
+
+def ztf_packet_to_alert(packet: Mapping[str, Any], *, source: str | None = None, cutouts: bool = True,
+                        fmt: str = "ztf", extra: Mapping[str, Any] | None = None) -> Alert:
+    """Map one ZTF packet (a dict in ZTF's schema) to an :class:`Alert`.
+
+    Parameters
+    ----------
+    packet : mapping
+        ``objectId``, ``candidate`` and optionally ``candid``, ``prv_candidates``,
+        ``cutoutScience``/``cutoutTemplate``/``cutoutDifference`` and ``schemavsn``.
+    source : str, optional
+        The file the packet came from, for error messages.
+    cutouts : bool, optional
+        Decode the three stamps (default) or leave them ``None``.
+    fmt : str, optional
+        Recorded as ``meta['format']``.
+    extra : mapping, optional
+        Further per-file fields to keep in ``meta`` (already sorted by the caller).
+
+    Raises
+    ------
+    InvalidAlertError
+        A required field is missing or unusable.
+    """
+    candidate = packet.get("candidate")
+    object_id = packet.get("objectId")
+    if not isinstance(candidate, Mapping):
+        raise InvalidAlertError(f"alert {object_id or '?'} has no 'candidate' record", source=source)
+    if not object_id:
+        raise InvalidAlertError("ZTF alert has no 'objectId'", source=source)
+    where = f"{source}: {object_id}" if source else str(object_id)
+    candid = packet.get("candid") or candidate.get("candid")
+    jd, fid, ra, dec = (candidate.get(k) for k in ("jd", "fid", "ra", "dec"))
+    missing = [k for k, v in (("jd", jd), ("fid", fid), ("ra", ra), ("dec", dec), ("magpsf", candidate.get("magpsf")),
+                              ("sigmapsf", candidate.get("sigmapsf"))) if v is None]
+    if missing:
+        raise InvalidAlertError(f"candidate {candid} lacks {', '.join(missing)}", source=where)
+    try:
+        band = normalize_band(fid)
+    except InvalidInputError as exc:
+        raise InvalidAlertError(exc.reason, source=where) from None
+    flux, flux_err = ztf_flux(candidate["magpsf"], candidate["sigmapsf"], candidate.get("isdiffpos"))
+    scores = {k: float(candidate[k]) for k in ("rb", "drb") if candidate.get(k) is not None}
+    meta = {"format": fmt, "schemavsn": packet.get("schemavsn")}
+    meta.update({k: _plain(candidate[k]) for k in _META_FIELDS if candidate.get(k) is not None})
+    if extra:
+        meta.update(extra)
+    stamps = {}
+    for field, attr in _CUTOUT_FIELDS:
+        stamp = packet.get(field)
+        if cutouts and stamp is not None:
+            data = stamp.get("stampData") if isinstance(stamp, Mapping) else stamp
+            if data is not None:
+                from astroray.io.cutouts import decode_cutout
+
+                stamps[attr] = decode_cutout(data, source=where, label=field)
+    return Alert(
+        alert_id=str(candid), object_id=str(object_id), survey="ztf", mjd=float(jd) - JD_TO_MJD,
+        ra=float(ra), dec=float(dec), band=band, flux=flux, flux_err=flux_err,
+        history=ztf_history(str(object_id), packet.get("prv_candidates") or [], source=where),
+        scores=scores, meta=meta, **stamps)
+
+
+def ztf_history(object_id: str, prv_candidates, *, source: str | None = None) -> LightCurve:
+    """Previous detections (``candid`` set) and upper limits (``candid`` null) as one light curve."""
+    n = len(prv_candidates)
+    mjd, flux, err = np.empty(n), np.empty(n), np.empty(n)
+    band = np.empty(n, dtype=object)
+    detected = np.zeros(n, dtype=bool)
+    for i, p in enumerate(prv_candidates):
+        if p.get("jd") is None or p.get("fid") is None:
+            raise InvalidAlertError(f"prv_candidates[{i}] lacks jd or fid", source=source)
+        mjd[i] = p["jd"] - JD_TO_MJD
+        try:
+            band[i] = normalize_band(p["fid"])
+        except InvalidInputError as exc:
+            raise InvalidAlertError(f"prv_candidates[{i}]: {exc.reason}", source=source) from None
+        if p.get("candid") is not None and p.get("magpsf") is not None and p.get("sigmapsf") is not None:
+            flux[i], err[i] = ztf_flux(p["magpsf"], p["sigmapsf"], p.get("isdiffpos"))
+            detected[i] = True
+        else:
+            flux[i], err[i] = np.nan, ztf_limit_flux_err(p.get("diffmaglim"))
+    return LightCurve(object_id, mjd, band.astype(str), flux, err, detected, survey="ztf")
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
