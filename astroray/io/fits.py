@@ -23,7 +23,7 @@ import numpy as np
 from astroray.errors import InvalidFITSError
 from astroray.records import Exposure
 
-__all__ = ["write_exposure", "read_exposure", "exposure_to_bytes", "read_image"]
+__all__ = ["write_exposure", "read_exposure", "exposure_to_bytes", "read_image", "write_image"]
 
 # meta key -> FITS card (standard names where one exists)
 _CARDS = {
@@ -194,3 +194,15 @@ def read_exposure(source: str | os.PathLike | bytes | BinaryIO, *, name: str | N
         raise
     except Exception as exc:  # InvalidInputError from Exposure.validate: re-type it with the file named
         raise InvalidFITSError(getattr(exc, "reason", str(exc)), source=name) from None
+
+
+def write_image(image: np.ndarray, path: str | os.PathLike, *, header: str = "", overwrite: bool = False) -> Path:
+    """Write one 2-D float32 image (e.g. a difference image) as a single-HDU FITS file."""
+    fits = _fits()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hdr = _parse_header(header)
+    for key in _WCS_FREE:
+        hdr.remove(key, ignore_missing=True, remove_all=True)
+    fits.PrimaryHDU(np.asarray(image, np.float32), header=hdr).writeto(path, overwrite=overwrite)
+    return path

@@ -1,0 +1,97 @@
+"""Postage stamps around detections, aperture sums, and a PSF-likeness score.
+
+The PSF-likeness score is the interim real/bogus score of the image pipeline:
+the normalised correlation between a difference-image stamp and the
+difference PSF.  Point-like changes score near 1; dipoles, cosmic rays and
+streaks score low.  The U-Net real/bogus model replaces it once trained.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from astroray.errors import InvalidInputError
+
+__all__ = ["cutouts", "aperture_sum", "psf_likeness"]
+
+
+def cutouts(image: np.ndarray, x, y, *, size: int = 63, fill: float = np.nan) -> np.ndarray:
+    """Stamps of ``size`` x ``size`` pixels centred on the nearest pixel to (x, y).
+
+    Parameters
+    ----------
+    image : ndarray (H, W)
+    x, y : array-like
+        0-based pixel positions (column, row).
+    size : int, optional
+        Odd stamp side (63 as in ZTF and LSST alerts).
+    fill : float, optional
+        Value for stamp pixels that fall off the image.
+
+    Returns
+    -------
+    ndarray (n, size, size), float32
+    """
+    if size < 1 or size % 2 == 0:
+        raise InvalidInputError(f"cutout size must be odd and positive, got {size}")
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise InvalidInputError(f"image must be 2-D, got shape {image.shape}")
+    xi = np.rint(np.atleast_1d(np.asarray(x, dtype=np.float64))).astype(np.int64)
+    yi = np.rint(np.atleast_1d(np.asarray(y, dtype=np.float64))).astype(np.int64)
+    half = size // 2
+    # pad once so every stamp is a plain slice of the padded frame
+    padded = np.pad(image.astype(np.float32, copy=False), half, mode="constant", constant_values=fill)
+    offsets = np.arange(size)
+    rows = (yi[:, None] + offsets[None, :])[:, :, None]
+    cols = (xi[:, None] + offsets[None, :])[:, None, :]
+    h, w = image.shape
+    inside = (xi >= -half) & (xi < w + half) & (yi >= -half) & (yi < h + half)
+    out = np.full((xi.size, size, size), fill, np.float32)
+    if inside.any():
+        out[inside] = padded[rows[inside], cols[inside]]
+    return out
+
+
+def aperture_sum(image: np.ndarray, variance: np.ndarray, x, y, *, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of pixels whose centres lie within ``radius`` of (x, y), and its error.
+
+    Non-finite pixels count as zero (they are masked, not propagated).
+    """
+    size = 2 * int(np.ceil(radius)) + 3
+    stamps = cutouts(image, x, y, size=size, fill=0.0)
+    var = cutouts(variance, x, y, size=size, fill=0.0)
+    half = size // 2
+    xi = np.rint(np.atleast_1d(x)).astype(float)
+    yi = np.rint(np.atleast_1d(y)).astype(float)
+    dy = (np.arange(size) - half)[None, :, None] + (yi - np.atleast_1d(y))[:, None, None]
+    dx = (np.arange(size) - half)[None, None, :] + (xi - np.atleast_1d(x))[:, None, None]
+    inside = (dx**2 + dy**2) <= radius**2
+    stamps = np.where(np.isfinite(stamps), stamps, 0.0)
+    var = np.where(np.isfinite(var), var, 0.0)
+    return (stamps * inside).sum(axis=(1, 2)), np.sqrt((var * inside).sum(axis=(1, 2)))
+
+
+def psf_likeness(stamps: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """Normalised correlation of each stamp's centre with the PSF, in [-1, 1].
+
+    Parameters
+    ----------
+    stamps : ndarray (n, s, s)
+        Difference-image stamps (sign-corrected so the change is positive).
+    psf : ndarray (p, p)
+        The difference PSF; the central min(s, p) square of both is compared.
+    """
+    stamps = np.asarray(stamps, np.float64)
+    psf = np.asarray(psf, np.float64)
+    k = min(stamps.shape[-1], psf.shape[0], psf.shape[1])
+    k -= 1 - k % 2  # keep it odd so both centre on the same pixel
+    def centre(a, k):
+        r0, c0 = (a.shape[-2] - k) // 2, (a.shape[-1] - k) // 2
+        return a[..., r0:r0 + k, c0:c0 + k]
+    s = np.nan_to_num(centre(stamps, k)).reshape(len(stamps), -1)
+    p = centre(psf, k).ravel()
+    s = s - s.mean(axis=1, keepdims=True)
+    p = p - p.mean()
+    denom = np.linalg.norm(s, axis=1) * np.linalg.norm(p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, s @ p / denom, 0.0)

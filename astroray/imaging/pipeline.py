@@ -1,0 +1,217 @@
+"""The image pipeline stage: an exposure pair in, a difference, a catalog and alerts out.
+
+``background -> difference (ZOGY or classic) -> detection on the score image
+-> photometry on D -> 63x63 cutouts -> score -> Alert records``.  Each step is
+its own stage with its own config; this class chains them.  It imports no Ray:
+the Ray Data callable in :mod:`astroray.ray.data` wraps it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator
+
+from astroray.config import AstrorayConfig
+from astroray.errors import InvalidInputError
+from astroray.imaging.background import Background, BackgroundConfig
+from astroray.imaging.cutouts import aperture_sum, cutouts, psf_likeness
+from astroray.imaging.difference import DifferenceConfig, Differencer, DifferenceResult
+from astroray.imaging.extraction import ExtractionConfig, SourceExtractor
+from astroray.records import AB_NJY_ZEROPOINT, Alert, Exposure, LightCurve
+
+__all__ = ["ImagePipelineConfig", "ImagePipeline", "PairResult", "pixel_to_sky", "catalog_to_table"]
+
+
+class ImagePipelineConfig(AstrorayConfig):
+    """Config of :class:`ImagePipeline` (one sub-config per stage)."""
+
+    background: BackgroundConfig = Field(default_factory=BackgroundConfig)
+    difference: DifferenceConfig = Field(default_factory=DifferenceConfig)
+    detection: ExtractionConfig = Field(
+        default_factory=lambda: ExtractionConfig(threshold=5.0, threshold_type="absolute", min_area=3,
+                                                 filter_kernel=None, deblend_cont=1.0))
+    detect_negative: bool = True
+    """Also detect fading sources (negative changes) on -score."""
+    cutout_size: int = 63
+    aperture_radius: float = Field(default=5.0, gt=0)
+    max_detections: int = Field(default=5000, gt=0)
+    """More detections than this in one pair means a failed subtraction: the pair is quarantined."""
+
+    @field_validator("cutout_size")
+    @classmethod
+    def _odd(cls, v):
+        if v < 15 or v % 2 == 0:
+            raise ValueError("cutout_size must be odd and >= 15")
+        return v
+
+
+@dataclass
+class PairResult:
+    """What :meth:`ImagePipeline.run` returns."""
+
+    difference: DifferenceResult
+    catalog: pd.DataFrame
+    alerts: list[Alert]
+    timings_ms: dict = field(default_factory=dict)
+
+
+def pixel_to_sky(header: str, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """RA/Dec (deg) of 0-based pixel positions through the header's WCS (NaN without one)."""
+    x = np.atleast_1d(np.asarray(x, np.float64))
+    y = np.atleast_1d(np.asarray(y, np.float64))
+    if not header or "CTYPE1" not in header:
+        return np.full(x.shape, np.nan), np.full(y.shape, np.nan)
+    import warnings
+
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wcs = WCS(fits.Header.fromstring(header, sep="\n" if "\n" in header else ""))
+        ra, dec = wcs.pixel_to_world_values(x, y)
+    return np.asarray(ra), np.asarray(dec)
+
+
+def _counts_to_njy(zero_point):
+    """nJy per count, for a zero point given as the AB magnitude of one count."""
+    if zero_point is None or not np.isfinite(zero_point):
+        return np.nan
+    return 10.0 ** (-0.4 * (float(zero_point) - AB_NJY_ZEROPOINT))
+
+
+class ImagePipeline:
+    """Difference an exposure pair, detect and measure changes, and build alerts.
+
+    Parameters
+    ----------
+    config : ImagePipelineConfig, optional
+
+    Examples
+    --------
+    >>> pipe = ImagePipeline(ImagePipelineConfig())          # doctest: +SKIP
+    >>> result = pipe.run(reference, science)                 # doctest: +SKIP
+    >>> result.catalog[["x", "y", "flux", "snr"]]             # doctest: +SKIP
+    """
+
+    def __init__(self, config: ImagePipelineConfig | None = None):
+        self.config = config or ImagePipelineConfig()
+        self.background = Background(self.config.background)
+        self.differencer = Differencer(self.config.difference)
+        self.extractor = SourceExtractor(self.config.detection)
+
+    def __call__(self, reference: Exposure, science: Exposure) -> PairResult:
+        return self.run(reference, science)
+
+    def subtract_background(self, exposure: Exposure) -> Exposure:
+        """A copy of ``exposure`` with its mesh background removed (no-op if already done)."""
+        if exposure.meta.get("background_subtracted"):
+            return exposure
+        bkg = self.background.run(exposure.image, mask=exposure.mask != 0)
+        meta = dict(exposure.meta, background_subtracted=True, global_background=float(bkg.global_background))
+        return Exposure(image=exposure.image - bkg.background, variance=exposure.variance, mask=exposure.mask,
+                        psf=exposure.psf, header=exposure.header, meta=meta)
+
+    def run(self, reference: Exposure, science: Exposure) -> PairResult:
+        """Run the chain on one pair; raise :class:`InvalidInputError` for unusable input."""
+        if reference.shape != science.shape:
+            raise InvalidInputError(
+                f"reference shape {reference.shape} differs from science shape {science.shape} "
+                "(warp the reference onto the science pixel grid first)", source=science.exposure_id or None)
+        t = {}
+        t0 = time.perf_counter()
+        ref = self.subtract_background(reference)
+        sci = self.subtract_background(science)
+        t["background"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        diff = self.differencer.run(ref, sci)
+        t["difference"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        catalog = self._detect(diff, sci)
+        t["detect"] = (time.perf_counter() - t0) * 1e3
+        if len(catalog) > self.config.max_detections:
+            raise InvalidInputError(
+                f"{len(catalog)} detections exceed max_detections={self.config.max_detections}: the subtraction "
+                "probably failed (check PSFs and registration)", source=science.exposure_id or None)
+        t0 = time.perf_counter()
+        alerts = self._alerts(catalog, diff, ref, sci)
+        t["alerts"] = (time.perf_counter() - t0) * 1e3
+        return PairResult(difference=diff, catalog=catalog, alerts=alerts, timings_ms=t)
+
+    def _detect(self, diff: DifferenceResult, science: Exposure) -> pd.DataFrame:
+        score = np.asarray(diff.score, np.float32)
+        bad = science.mask != 0
+        found = []
+        signs = (1, -1) if self.config.detect_negative else (1,)
+        for sign in signs:
+            cat = self.extractor.run(sign * score, mask=bad).catalog
+            cat = cat.assign(sign=sign)
+            found.append(cat)
+        catalog = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+        if catalog.empty:
+            return catalog
+        d = np.asarray(diff.difference, np.float32)
+        var = np.asarray(diff.variance, np.float32)
+        flux, flux_err = aperture_sum(d, var, catalog["x"].to_numpy(), catalog["y"].to_numpy(),
+                                      radius=self.config.aperture_radius)
+        ra, dec = pixel_to_sky(science.header, catalog["x"].to_numpy(), catalog["y"].to_numpy())
+        yi = np.clip(np.rint(catalog["y"].to_numpy()).astype(int), 0, score.shape[0] - 1)
+        xi = np.clip(np.rint(catalog["x"].to_numpy()).astype(int), 0, score.shape[1] - 1)
+        catalog = catalog.assign(
+            flux=flux, flux_err=flux_err, snr=np.abs(score[yi, xi]), ra=ra, dec=dec,
+            exposure_id=science.exposure_id)
+        return catalog.sort_values("snr", ascending=False, ignore_index=True)
+
+    def _alerts(self, catalog, diff, ref, sci) -> list[Alert]:
+        if catalog.empty:
+            return []
+        size = self.config.cutout_size
+        x, y = catalog["x"].to_numpy(), catalog["y"].to_numpy()
+        stamps = {name: cutouts(img, x, y, size=size) for name, img in
+                  (("science", sci.image), ("reference", ref.image), ("difference", diff.difference))}
+        sign = catalog["sign"].to_numpy()
+        likeness = psf_likeness(stamps["difference"] * sign[:, None, None], np.asarray(diff.psf))
+        scale = _counts_to_njy(sci.meta.get("zero_point"))
+        band = str(sci.meta.get("band", ""))
+        mjd = float(sci.meta.get("mjd", np.nan))
+        survey = str(sci.meta.get("survey", ""))
+        alerts = []
+        for i, row in enumerate(catalog.itertuples(index=False)):
+            alert_id = f"{sci.exposure_id}-{i:05d}"
+            flux, flux_err = row.flux * scale, row.flux_err * scale
+            history = LightCurve(alert_id, [mjd], [band or "r"], [flux], [flux_err], [True], survey=survey)
+            alerts.append(Alert(
+                alert_id=alert_id, object_id=alert_id, survey=survey, mjd=mjd, ra=float(row.ra), dec=float(row.dec),
+                band=band, flux=float(flux), flux_err=float(flux_err), history=history,
+                scores={"psf_likeness": float(likeness[i]), "snr": float(row.snr)},
+                cutout_science=stamps["science"][i], cutout_reference=stamps["reference"][i],
+                cutout_difference=stamps["difference"][i],
+                meta={"x": float(row.x), "y": float(row.y), "sign": int(row.sign)}))
+        return alerts
+
+
+
+
+
+def catalog_to_table(catalog: pd.DataFrame, *, pair_id: str = ""):
+    """The catalog as an Arrow table with a fixed schema, so every pair's part file unions cleanly."""
+    import pyarrow as pa
+
+    float_cols = ("x", "y", "ra", "dec", "flux", "flux_err", "snr", "a", "b", "theta", "peak")
+    fields = [pa.field("pair_id", pa.string()), pa.field("exposure_id", pa.string())]
+    fields += [pa.field(c, pa.float64()) for c in float_cols]
+    fields += [pa.field("npix", pa.int64()), pa.field("flag", pa.int64()), pa.field("sign", pa.int8())]
+    schema = pa.schema(fields)
+    n = len(catalog)
+    cols = {}
+    for f in schema:
+        if f.name == "pair_id":
+            cols[f.name] = pa.array([pair_id] * n, f.type)
+        elif f.name in catalog:
+            cols[f.name] = pa.array(catalog[f.name].to_numpy(), f.type, from_pandas=True)
+        else:
+            cols[f.name] = pa.nulls(n, f.type)
+    return pa.table(cols, schema=schema)
