@@ -1,0 +1,55 @@
+"""Serve deployments: each wraps one configure-once stage; the ingress holds their handles."""
+from __future__ import annotations
+
+import math
+
+from ray import serve
+
+from astroray.config import config_from_dict
+from astroray.imaging.pipeline import ImagePipeline, ImagePipelineConfig
+from astroray.io.fits import read_exposure
+
+__all__ = ["DifferencerDeployment"]
+
+
+def _finite(v):
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+@serve.deployment(name="differencer", max_ongoing_requests=4)
+class DifferencerDeployment:
+    """Background, difference, detection and scoring of one exposure pair (GPU when configured)."""
+
+    def __init__(self, pipeline_config: dict):
+        self.pipeline = ImagePipeline(config_from_dict(ImagePipelineConfig, pipeline_config, source="serve args"))
+
+    def difference(self, reference_fits: bytes, science_fits: bytes, *, return_difference: bool = False,
+                   max_detections: int = 1000) -> dict:
+        """Run the pair; bad FITS raise :class:`~astroray.errors.InvalidInputError` (the ingress makes it a 4xx)."""
+        ref = read_exposure(reference_fits, name="reference")
+        sci = read_exposure(science_fits, name="science")
+        result = self.pipeline.run(ref, sci)
+        cat = result.catalog
+        detections = []
+        for alert in result.alerts[:max_detections]:
+            detections.append(dict(
+                x=alert.meta["x"], y=alert.meta["y"], ra=_finite(alert.ra), dec=_finite(alert.dec),
+                flux=alert.flux if math.isfinite(alert.flux) else 0.0,
+                flux_err=alert.flux_err if math.isfinite(alert.flux_err) else 0.0,
+                snr=alert.scores["snr"], sign=alert.meta["sign"], psf_likeness=alert.scores["psf_likeness"]))
+        out = dict(science_id=sci.exposure_id, n_detections=len(cat), detections=detections,
+                   flux_ratio=_finite(getattr(result.difference, "flux_ratio", float("nan"))),
+                   method=str(result.difference.method), device=str(result.difference.device),
+                   timings_ms=result.timings_ms, difference_fits=None)
+        if return_difference:
+            import base64
+            import io
+
+            import numpy as np
+            from astropy.io import fits
+
+            buf = io.BytesIO()
+            fits.PrimaryHDU(np.asarray(result.difference.difference, np.float32)).writeto(buf)
+            out["difference_fits"] = base64.b64encode(buf.getvalue()).decode()
+        return out

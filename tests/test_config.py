@@ -1,0 +1,73 @@
+"""Configs: frozen, unknown keys rejected, errors name the key and the file."""
+import pytest
+from pydantic import Field
+
+from astroray.config import AstrorayConfig, load_config
+from astroray.errors import ConfigError
+
+
+class Inner(AstrorayConfig):
+    box_size: int = Field(default=64, gt=0)
+
+
+class Outer(AstrorayConfig):
+    n: int = 3
+    inner: Inner = Field(default_factory=Inner)
+
+
+def test_defaults_and_overrides(tmp_path):
+    assert load_config(None, Outer) == Outer()
+    path = tmp_path / "c.yaml"
+    path.write_text("n: 5\ninner:\n  box_size: 32\n")
+    cfg = load_config(path, Outer, inner={"box_size": 16})
+    assert cfg.n == 5 and cfg.inner.box_size == 16
+
+
+def test_frozen():
+    with pytest.raises(Exception):
+        Outer().n = 4
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("n: 5\ninner:\n  box_sise: 32\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, Outer)
+    msg = str(err.value)
+    assert "bad.yaml" in msg and "inner.box_sise" in msg and "unknown key" in msg
+
+
+def test_bad_value_names_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("inner:\n  box_size: -1\n")
+    with pytest.raises(ConfigError, match=r"inner\.box_size.*greater than 0"):
+        load_config(path, Outer)
+
+
+def test_missing_file_and_not_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml", Outer)
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(path, Outer)
+    path.write_text("n: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path, Outer)
+
+
+def test_shipped_configs_validate():
+    """Every YAML in configs/ loads into its model (a typo there must fail here, not in a job)."""
+    from pathlib import Path
+
+    from astroray.ray.demo import DemoConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    load_config(root / "demo.yaml", DemoConfig)
+    import yaml
+
+    from astroray.ray.serve.schemas import ServeAppConfig
+
+    serve_cfg = yaml.safe_load((root / "serve.yaml").read_text())
+    for app in serve_cfg["applications"]:
+        ServeAppConfig.model_validate(app["args"])
