@@ -95,6 +95,9 @@ def _open(source, name):
             raise InvalidFITSError(
                 f"not a FITS file ({len(data)} bytes; a FITS file starts with 'SIMPLE  =' and has 2880-byte blocks)",
                 source=name)
+        if len(data) % 2880:
+            raise InvalidFITSError(
+                f"truncated: {len(data)} bytes is not a whole number of 2880-byte FITS blocks", source=name)
         fileobj = io.BytesIO(data)
     elif hasattr(source, "read"):
         return _open(source.read(), name)
