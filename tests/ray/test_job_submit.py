@@ -1,0 +1,65 @@
+"""`ray job submit` for real: a local head, jobs/demo.py with --working-dir, outputs checked, head stopped."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARD = 8277
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A separate Ray head (its own ports and temp dir) started with this venv first on PATH."""
+    env = dict(os.environ, RAY_AUTH_MODE="disabled",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    temp_dir = Path("/tmp") / f"ray-jobtest-{os.getpid()}"
+    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port=6399",
+           f"--dashboard-port={DASHBOARD}", "--dashboard-host=127.0.0.1", "--num-cpus=2",
+           "--object-store-memory=500000000", f"--temp-dir={temp_dir}", "--include-dashboard=true",
+           "--disable-usage-stats"]
+    head = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    import httpx
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{DASHBOARD}/api/version", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if head.poll() is not None:
+            pytest.fail(f"ray head exited early: {head.stdout.read().decode()[-2000:]}")
+        time.sleep(1)
+    else:
+        os.killpg(head.pid, signal.SIGTERM)
+        pytest.fail("ray head did not come up within 120 s")
+    yield env
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_demo_runs_under_ray_job_submit(ray_head, tmp_path):
+    out = tmp_path / "out"
+    config = tmp_path / "demo.yaml"
+    config.write_text("n_pairs: 2\nn_corrupt: 1\nnum_actors: 1\ntrack: false\n"
+                      "simulation:\n  shape: [512, 512]\n")
+    submit = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address",
+              f"http://127.0.0.1:{DASHBOARD}", "--working-dir", str(REPO), "--", "python", "jobs/demo.py",
+              "--config", str(config), "--out", str(out)]
+    proc = subprocess.run(submit, env=ray_head, capture_output=True, text=True, timeout=480)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "succeeded" in proc.stdout.lower()
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert sorted(manifest["status"]) == ["ok", "ok", "quarantined"]
+    assert len(list((out / "alerts").glob("*.parquet"))) == 2
+    assert (out / "overview.png").stat().st_size > 10_000

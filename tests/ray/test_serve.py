@@ -1,0 +1,67 @@
+"""The Serve app: the differencer through a handle, and the ingress over HTTP (2xx and every 4xx)."""
+import base64
+
+import httpx
+import pytest
+
+from astroray.datasets import ImagePairConfig, simulate_pair
+from astroray.io.fits import exposure_to_bytes
+
+URL = "http://127.0.0.1:8000"
+
+
+@pytest.fixture(scope="module")
+def serve_app(ray_session):
+    from ray import serve
+
+    from astroray.ray.serve.app import build_app
+    from astroray.ray.serve.schemas import ServeAppConfig
+
+    serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+    serve.run(build_app(ServeAppConfig(max_request_mb=1.0)), name="astroray", route_prefix="/")
+    yield serve
+    serve.delete("astroray")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    p = simulate_pair(ImagePairConfig(shape=(128, 128)), seed=3, index=0)
+    return exposure_to_bytes(p.reference), exposure_to_bytes(p.science)
+
+
+def test_differencer_through_handle(serve_app, pair):
+    handle = serve_app.get_deployment_handle("differencer", app_name="astroray")
+    out = handle.difference.remote(*pair, max_detections=50).result()
+    assert out["n_detections"] >= 0 and len(out["detections"]) <= 50
+    assert out["method"] and out["science_id"]
+    for d in out["detections"]:
+        assert 0 <= d["x"] < 128 and 0 <= d["y"] < 128 and d["snr"] >= 5
+
+
+def test_http_health_and_difference(serve_app, pair):
+    with httpx.Client(base_url=URL, timeout=60) as client:
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        body = {"reference": base64.b64encode(pair[0]).decode(), "science": base64.b64encode(pair[1]).decode(),
+                "return_difference": True}
+        r = client.post("/difference", json=body)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["difference_fits"] and base64.b64decode(out["difference_fits"]).startswith(b"SIMPLE  =")
+        assert "openapi" in client.get("/openapi.json").json()
+
+
+def test_http_user_errors_are_4xx_with_a_message(serve_app, pair):
+    good = base64.b64encode(pair[0]).decode()
+    with httpx.Client(base_url=URL, timeout=60) as client:
+        r = client.post("/difference", json={"reference": good, "science": "%%% not base64"})
+        assert r.status_code == 422 and "science" in r.json()["detail"]
+        corrupt = base64.b64encode(pair[1][: len(pair[1]) // 2]).decode()
+        r = client.post("/difference", json={"reference": good, "science": corrupt})
+        assert r.status_code == 422 and "truncated" in r.json()["detail"]
+        r = client.post("/difference", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code == 422 and "malformed" in r.json()["detail"]
+        r = client.post("/difference", json={"reference": good})
+        assert r.status_code == 422
+        r = client.post("/difference", content=b"x" * (2 * 2**20), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "exceeds" in r.json()["detail"]
