@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 from astroray.errors import InvalidInputError
 from astroray.imaging.background import Background, BackgroundConfig, BackgroundResult
 
-IMPLEMENTATIONS = ["sep"]  # "array" joins as its kernels land
+IMPLEMENTATIONS = ["sep", "array"]
 
 
 @pytest.fixture(scope="module")
