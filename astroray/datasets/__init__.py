@@ -1,0 +1,27 @@
+"""Simulated sky with truth: image pairs, multi-band light curves and astronomy text.
+
+Every generator is a seeded, pure function of ``(config, seed, index)``, so
+Ray Data can generate any slice of a large data set anywhere
+(:mod:`astroray.ray.simulate`).
+"""
+from astroray.datasets.images import (
+    CHANGE_KINDS,
+    REAL_KINDS,
+    TRUTH_COLUMNS,
+    ChangeConfig,
+    EpochConfig,
+    ImagePair,
+    ImagePairConfig,
+    simulate_pair,
+)
+
+__all__ = [
+    "CHANGE_KINDS",
+    "REAL_KINDS",
+    "TRUTH_COLUMNS",
+    "ChangeConfig",
+    "EpochConfig",
+    "ImagePair",
+    "ImagePairConfig",
+    "simulate_pair",
+]

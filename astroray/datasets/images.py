@@ -1,0 +1,860 @@
+"""Simulated CCD image pairs (reference + science epoch) with a truth table.
+
+Both epochs are on one pixel grid, as after a pipeline has warped the template
+onto the science frame; what is left is a residual sub-pixel misregistration of
+the science epoch (also written into its WCS as a CRVAL shift).
+
+Units and conventions
+---------------------
+* Pixels hold counts (ADU), sky included (``meta['background_subtracted']`` is
+  False).  The sky is ``sky_level * (1 + gx (x / (W - 1) - 0.5) + gy (y / (H - 1)
+  - 0.5))`` with ``sky_level``, ``gx = sky_gradient_x`` and ``gy =
+  sky_gradient_y`` in the meta.
+* ``meta['zero_point']`` is the AB magnitude that gives **1 ADU per second**, so
+  a source of magnitude ``m`` gives ``exptime * 10**(-0.4 (m - zero_point))``
+  counts; ``meta['njy_per_count']`` converts counts of that exposure to nJy.
+* The flux scale between epochs, ``flux_scale`` = science counts per reference
+  count of the same source, is in the truth table and in both metas.
+* Variance is the expected per-pixel variance of the noiseless scene:
+  ``model / gain + (read_noise / gain)**2`` (ADU^2).  Photon noise is drawn in
+  its Gaussian limit (the sky gives hundreds of electrons per pixel).
+  Detector artifacts (cosmic rays, hot pixels, bad columns) are added after the
+  noise and are not in the variance, as in a real frame.
+* Positions are 0-based pixel coordinates with pixel centres on integers.
+
+Truth table columns
+-------------------
+pair_id, change_id, kind, real, epoch, x, y, ra, dec, flux_reference,
+flux_science, delta_flux, delta_flux_njy, flux_scale, snr_expected, host_id,
+masked, length, angle.  ``x, y`` are in the science frame; fluxes are total
+counts of each epoch; ``delta_flux = flux_science - flux_scale *
+flux_reference`` in science counts; ``snr_expected`` is the PSF-optimal S/N of
+the change on the difference image (science PSF, variance ``var_sci +
+flux_scale**2 var_ref``), NaN for changes that are not point-like
+(bad_column, satellite_streak, dipole, saturated_residual).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator, model_validator
+
+from astroray.config import AstrorayConfig
+from astroray.errors import InvalidInputError
+from astroray.records import AB_NJY_ZEROPOINT, Exposure, MaskBits, normalize_band
+
+from . import _render
+
+__all__ = [
+    "EpochConfig",
+    "ChangeConfig",
+    "ImagePairConfig",
+    "ImagePair",
+    "CHANGE_KINDS",
+    "REAL_KINDS",
+    "TRUTH_COLUMNS",
+    "simulate_pair",
+]
+
+REAL_KINDS = ("transient_on_host", "transient_hostless", "variable_star", "moving_object")
+BOGUS_KINDS = ("cosmic_ray", "hot_pixel", "bad_column", "satellite_streak", "dipole", "saturated_residual")
+CHANGE_KINDS = REAL_KINDS + BOGUS_KINDS
+TRUTH_COLUMNS = ("pair_id", "change_id", "kind", "real", "epoch", "x", "y", "ra", "dec", "flux_reference",
+                 "flux_science", "delta_flux", "delta_flux_njy", "flux_scale", "snr_expected", "host_id",
+                 "masked", "length", "angle")
+_POINT_LIKE = {"transient_on_host", "transient_hostless", "variable_star", "moving_object", "cosmic_ray",
+               "hot_pixel"}
+_MPIX = 1024 * 1024
+
+
+class EpochConfig(AstrorayConfig):
+    """Observing conditions of one epoch.
+
+    Parameters
+    ----------
+    seeing : float
+        PSF FWHM at the CCD centre, arcsec.
+    psf_model : {"moffat", "gaussian"}
+    moffat_beta : float
+        Moffat power index (4.765 is Kolmogorov turbulence).
+    psf_variation : float
+        Fractional FWHM change from the CCD centre to a corner (linear in x
+        and y; one corner is sharper, the opposite one broader).
+    exptime : float
+        Seconds.
+    zero_point : float
+        AB magnitude giving 1 ADU/s.
+    sky_brightness : float
+        Sky surface brightness, AB mag/arcsec^2.
+    sky_gradient : (float, float)
+        Fractional change of the sky across the CCD along x and y.
+    mjd : float
+        Mid-exposure MJD.
+    """
+
+    seeing: float = Field(1.0, gt=0.05, le=20.0)
+    psf_model: Literal["moffat", "gaussian"] = "moffat"
+    moffat_beta: float = Field(3.5, gt=1.5, le=20.0)
+    psf_variation: float = Field(0.0, ge=0.0, lt=0.5)
+    exptime: float = Field(30.0, gt=0.0)
+    zero_point: float = Field(28.0, gt=10.0, lt=40.0)
+    sky_brightness: float = Field(21.0, gt=10.0, lt=30.0)
+    sky_gradient: tuple[float, float] = (0.02, -0.01)
+    mjd: float = 60030.0
+
+    @field_validator("sky_gradient")
+    @classmethod
+    def _small_gradient(cls, value):
+        if any(abs(g) >= 1.0 for g in value):
+            raise ValueError("each sky gradient must be a fraction in (-1, 1) so the sky stays positive")
+        return value
+
+
+_DEFAULT_REFERENCE = dict(seeing=0.8, exptime=120.0, zero_point=28.0, sky_brightness=21.2,
+                          sky_gradient=(0.02, 0.01), mjd=60000.0)
+_DEFAULT_SCIENCE = dict(seeing=1.1, exptime=30.0, zero_point=27.85, sky_brightness=20.9,
+                        sky_gradient=(-0.015, 0.03), mjd=60030.0)
+
+
+class ChangeConfig(AstrorayConfig):
+    """How many changes of each kind to inject, per 1024x1024 pixels.
+
+    Counts scale with the image area; a fractional expectation is rounded up
+    or down at random (seeded), so rare kinds stay rare.  On-host transients
+    get a host galaxy of their own (mag 19-22.5) so their number is exact.
+    Cosmic rays are counted per epoch (``cosmic_ray`` in the science epoch,
+    ``cosmic_ray_reference`` in the reference); other artifacts are in the
+    science epoch only.
+    """
+
+    transient_on_host: float = Field(10.0, ge=0)
+    transient_hostless: float = Field(10.0, ge=0)
+    variable_star: float = Field(5.0, ge=0)
+    moving_object: float = Field(3.0, ge=0)
+    cosmic_ray: float = Field(20.0, ge=0)
+    cosmic_ray_reference: float = Field(5.0, ge=0)
+    hot_pixel: float = Field(10.0, ge=0)
+    bad_column: float = Field(1.0, ge=0)
+    satellite_streak: float = Field(0.3, ge=0)
+    dipole: float = Field(5.0, ge=0)
+
+
+class ImagePairConfig(AstrorayConfig):
+    """A simulated reference/science pair on one CCD.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        (height, width) in pixels, up to a full 4096x4096 CCD or more.
+    pixel_scale : float
+        Arcsec per pixel.
+    band : str
+        Filter (normalised to ``ugrizy``).
+    center : (float, float) or None
+        Field centre (RA, Dec) in degrees; None draws one per pair.
+    gain, read_noise, saturation : float
+        Electrons per ADU, read noise in electrons, full well in ADU.
+    reference, science : EpochConfig
+        Conditions of each epoch (defaults: a deep 120 s reference in 0.8"
+        seeing, a 30 s science epoch in 1.1" with a 0.15 mag lower zero point).
+    misregistration : float
+        RMS residual misregistration of the science epoch per axis, pixels.
+    star_density, galaxy_density : float
+        Sources per arcmin^2 within the magnitude ranges.
+    star_mag_range, galaxy_mag_range : (float, float)
+        Bright and faint limits, AB mag.
+    star_lf_slope, galaxy_lf_slope : float
+        Luminosity-function slope, d log10 N / dm.
+    galaxy_reff_range : (float, float)
+        Effective radii, arcsec (log-uniform).
+    snr_range : (float, float)
+        PSF-optimal S/N on the difference of injected real changes
+        (log-uniform), so detection completeness can be measured across it.
+    changes : ChangeConfig
+        Numbers of changes per kind.
+    artifact_mask_fraction : float
+        Fraction of cosmic rays, hot pixels and bad columns flagged in the
+        mask (CR or BAD bits), as a pipeline's detection would; the rest are
+        unmasked bogus.  Saturation is always flagged (SAT).
+    """
+
+    shape: tuple[int, int] = (1024, 1024)
+    pixel_scale: float = Field(0.2, gt=0.0, le=10.0)
+    band: str = "r"
+    center: tuple[float, float] | None = None
+    gain: float = Field(1.5, gt=0.0)
+    read_noise: float = Field(5.0, ge=0.0)
+    saturation: float = Field(60000.0, gt=0.0)
+    reference: EpochConfig = EpochConfig(**_DEFAULT_REFERENCE)
+    science: EpochConfig = EpochConfig(**_DEFAULT_SCIENCE)
+    misregistration: float = Field(0.05, ge=0.0, le=5.0)
+    star_density: float = Field(20.0, ge=0.0)
+    star_mag_range: tuple[float, float] = (15.0, 25.0)
+    star_lf_slope: float = Field(0.3, ge=0.0, le=1.0)
+    galaxy_density: float = Field(8.0, ge=0.0)
+    galaxy_mag_range: tuple[float, float] = (18.0, 24.5)
+    galaxy_lf_slope: float = Field(0.35, ge=0.0, le=1.0)
+    galaxy_reff_range: tuple[float, float] = (0.3, 2.0)
+    snr_range: tuple[float, float] = (3.0, 100.0)
+    changes: ChangeConfig = ChangeConfig()
+    artifact_mask_fraction: float = Field(1.0, ge=0.0, le=1.0)
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, value):
+        if min(value) < 32 or max(value) > 16384:
+            raise ValueError("each side must be between 32 and 16384 pixels")
+        return value
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, value):
+        return normalize_band(value)
+
+    @field_validator("star_mag_range", "galaxy_mag_range", "galaxy_reff_range", "snr_range")
+    @classmethod
+    def _ordered(cls, value):
+        if not value[0] < value[1]:
+            raise ValueError("expected (low, high) with low < high")
+        return value
+
+    @field_validator("galaxy_reff_range", "snr_range")
+    @classmethod
+    def _positive(cls, value):
+        if value[0] <= 0:
+            raise ValueError("both ends must be positive")
+        return value
+
+    @field_validator("center")
+    @classmethod
+    def _center(cls, value):
+        if value is not None and not (0.0 <= value[0] < 360.0 and -90.0 < value[1] < 90.0):
+            raise ValueError("center must be (RA in [0, 360), Dec in (-90, 90)) degrees")
+        return value
+
+    @model_validator(mode="after")
+    def _epochs_in_order(self):
+        if self.science.mjd < self.reference.mjd:
+            raise ValueError("the science epoch must not precede the reference epoch (mjd)")
+        return self
+
+
+@dataclass
+class ImagePair:
+    """One simulated pair: the two exposures and what changed between them."""
+
+    reference: Exposure
+    science: Exposure
+    truth: pd.DataFrame
+    pair_id: str
+    meta: dict = field(default_factory=dict)
+
+
+def simulate_pair(config: ImagePairConfig | None = None, *, seed: int = 0, index: int = 0) -> ImagePair:
+    """Simulate one reference/science pair with its truth table.
+
+    A pure function of ``(config, seed, index)``: the same arguments give the
+    same bytes, and different ``index`` values give independent pairs (so Ray
+    Data can generate pair ``index`` anywhere).
+
+    Parameters
+    ----------
+    config : ImagePairConfig, optional
+        Defaults to ``ImagePairConfig()`` (1024x1024).
+    seed, index : int
+        Non-negative integers.
+
+    Returns
+    -------
+    ImagePair
+        ``reference`` and ``science`` :class:`~astroray.records.Exposure`
+        objects and ``truth``, one row per injected change.
+
+    Raises
+    ------
+    InvalidInputError
+        ``config`` is not an :class:`ImagePairConfig` or ``seed``/``index``
+        are not non-negative integers.
+    """
+    if config is None:
+        config = ImagePairConfig()
+    if not isinstance(config, ImagePairConfig):
+        raise InvalidInputError(f"config must be an ImagePairConfig, got {type(config).__name__}")
+    seed, index = _check_seed(seed, index)
+    return _simulate_pair(config, seed, index)
+
+
+def _check_seed(seed, index) -> tuple[int, int]:
+    for name, value in (("seed", seed), ("index", index)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise InvalidInputError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(seed), int(index)
+
+
+# --------------------------------------------------------------------------- core
+
+
+@dataclass
+class _Epoch:
+    cfg: EpochConfig
+    kind: int
+    fwhm_px: float
+    width_px: float  # Moffat alpha or Gaussian sigma at the centre
+    sky_level: float
+    offset: tuple[float, float]  # misregistration relative to the reference frame
+
+    def counts(self, mag):
+        return self.cfg.exptime * 10.0 ** (-0.4 * (np.asarray(mag, np.float64) - self.cfg.zero_point))
+
+    def widths(self, x, y, shape):
+        """PSF width at each position (linear spatial variation)."""
+        h, w = shape
+        u = (np.asarray(x, np.float64) - 0.5 * (w - 1)) / (0.5 * w)
+        v = (np.asarray(y, np.float64) - 0.5 * (h - 1)) / (0.5 * h)
+        return self.width_px * (1.0 + self.cfg.psf_variation * 0.5 * (u + v))
+
+    def core(self, width):
+        """Radius of pixel integration by sub-sampling for a PSF of this width: one FWHM."""
+        return np.asarray(width, np.float64) * (self.fwhm_px / self.width_px)
+
+    def stamps(self, size, width, dx, dy):
+        width = np.atleast_1d(np.asarray(width, np.float64))
+        return _render.psf_stamps(int(size), self.kind, width, self.cfg.moffat_beta,
+                                  np.broadcast_to(np.asarray(dx, np.float64), width.shape).copy(),
+                                  np.broadcast_to(np.asarray(dy, np.float64), width.shape).copy(),
+                                  self.core(width))
+
+
+def _make_epoch(cfg: EpochConfig, config: ImagePairConfig, offset) -> _Epoch:
+    fwhm = cfg.seeing / config.pixel_scale
+    if cfg.psf_model == "moffat":
+        kind, width = _render.MOFFAT, fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / cfg.moffat_beta) - 1.0))
+    else:
+        kind, width = _render.GAUSSIAN, fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    sky = cfg.exptime * 10.0 ** (-0.4 * (cfg.sky_brightness - cfg.zero_point)) * config.pixel_scale ** 2
+    return _Epoch(cfg, kind, fwhm, width, sky, offset)
+
+
+def _lf_mags(rng, n, mag_range, slope):
+    """Magnitudes with N(<m) proportional to 10**(slope m) between the limits."""
+    lo, hi = mag_range
+    u = rng.random(n)
+    if slope <= 0:
+        return lo + u * (hi - lo)
+    a, b = 10.0 ** (slope * lo), 10.0 ** (slope * hi)
+    return np.log10(a + u * (b - a)) / slope
+
+
+def _n_from_rate(rng, rate):
+    """Seeded stochastic rounding: floor(rate) plus one with probability frac(rate)."""
+    base = math.floor(rate)
+    return int(base + (rng.random() < rate - base))
+
+
+def _radius(epoch: _Epoch, flux, width, threshold):
+    """Truncation radius where a source's profile falls below ``threshold`` counts."""
+    beta = epoch.cfg.moffat_beta
+    peak = np.abs(flux) * _render.psf_norm(epoch.kind, 1.0, beta) / width ** 2
+    ratio = np.maximum(peak / threshold, 1.0 + 1e-9)
+    if epoch.kind == _render.MOFFAT:
+        r = width * np.sqrt(np.maximum(ratio ** (1.0 / beta) - 1.0, 0.0))
+    else:
+        r = width * np.sqrt(2.0 * np.log(ratio))
+    return np.clip(r, 3.0 * epoch.fwhm_px, max(3.0 * epoch.fwhm_px, 150.0))
+
+
+def _paint_points(image, epoch: _Epoch, x, y, flux, threshold):
+    if len(x) == 0:
+        return
+    x = np.ascontiguousarray(x, np.float64)
+    y = np.ascontiguousarray(y, np.float64)
+    flux = np.ascontiguousarray(flux, np.float64)
+    width = epoch.widths(x, y, image.shape)
+    radius = _radius(epoch, flux, width, threshold)
+    # the flux beyond the truncation radius goes inside it, so the total painted is `flux`
+    r2 = (radius / width) ** 2
+    if epoch.kind == _render.MOFFAT:
+        enclosed = 1.0 - (1.0 + r2) ** (1.0 - epoch.cfg.moffat_beta)
+    else:
+        enclosed = 1.0 - np.exp(-0.5 * r2)
+    _render.add_point_sources(image, x, y, flux / enclosed, epoch.kind, width, epoch.cfg.moffat_beta, radius,
+                              epoch.core(width))
+
+
+_STAMP_SIZES = (32, 48, 64, 96, 128)  # FFT-friendly
+_GALAXY_TRUNCATION = 4.0  # effective radii
+_CHUNK = 256  # galaxies per FFT batch, to bound memory
+
+
+def _stamp_size(n_pixels: float) -> int:
+    for size in _STAMP_SIZES:
+        if n_pixels <= size:
+            return size
+    return _STAMP_SIZES[-1]
+
+
+def _paint_galaxies(images, epochs, gal, shape):
+    """Sersic galaxies convolved with each epoch's local PSF, stamp by stamp (FFT).
+
+    The PSF of each stamp is taken from a small set of widths (0.5 % steps) so
+    that its transform is computed once per width, not once per galaxy.
+    """
+    if len(gal["x"]) == 0:
+        return
+    from scipy import fft
+
+    fwhm_max = max(e.fwhm_px * (1.0 + e.cfg.psf_variation) for e in epochs)
+    need = 2.0 * (_GALAXY_TRUNCATION * gal["re"] + 2.0 * fwhm_max) + 2.0
+    sizes = np.array([_stamp_size(v) for v in need])
+    ix = np.floor(gal["x"] + 0.5).astype(np.int64)
+    iy = np.floor(gal["y"] + 0.5).astype(np.int64)
+    fx, fy = gal["x"] - ix, gal["y"] - iy
+    for size in np.unique(sizes):
+        size = int(size)
+        half = size // 2
+        members = np.nonzero(sizes == size)[0]
+        for start in range(0, len(members), _CHUNK):
+            sel = members[start:start + _CHUNK]
+            truncation = np.clip((half - 2.0 * fwhm_max) / gal["re"][sel], 1.0, _GALAXY_TRUNCATION)
+            sersic = _render.sersic_stamps(size, fx[sel], fy[sel], gal["n"][sel], gal["re"][sel], gal["q"][sel],
+                                           gal["angle"][sel], truncation)
+            sersic_ft = fft.rfft2(sersic.astype(np.float32), workers=1)
+            for image, epoch in zip(images, epochs):
+                width = epoch.widths(gal["x"][sel], gal["y"][sel], shape)
+                step = 0.005 * epoch.width_px
+                bins, which = np.unique(np.round(width / step).astype(np.int64), return_inverse=True)
+                psf = epoch.stamps(size, bins * step, epoch.offset[0], epoch.offset[1])
+                psf_ft = fft.rfft2(fft.ifftshift(psf.astype(np.float32), axes=(1, 2)), workers=1)
+                stamps = fft.irfft2(sersic_ft * psf_ft[which], s=(size, size), workers=1)
+                _render.add_stamps(image, stamps, ix[sel] - half, iy[sel] - half, epoch.counts(gal["mag"][sel]))
+
+
+def _sky(epoch: _Epoch, shape) -> np.ndarray:
+    h, w = shape
+    gx, gy = epoch.cfg.sky_gradient
+    row = (epoch.sky_level * gx * (np.arange(w, dtype=np.float32) / max(w - 1, 1) - 0.5)).astype(np.float32)
+    col = (epoch.sky_level * (1.0 + gy * (np.arange(h, dtype=np.float32) / max(h - 1, 1) - 0.5))).astype(np.float32)
+    return col[:, None] + row[None, :]
+
+
+def _wcs(config: ImagePairConfig, center, offset):
+    from astropy.wcs import WCS
+
+    h, w = config.shape
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crpix = [0.5 * (w + 1), 0.5 * (h + 1)]
+    scale = config.pixel_scale / 3600.0
+    wcs.wcs.cd = np.array([[-scale, 0.0], [0.0, scale]])
+    wcs.wcs.crval = list(center)
+    if offset != (0.0, 0.0):
+        # the science frame sees the sky shifted by `offset` pixels: its reference pixel
+        # looks at the sky the reference frame sees at crpix - offset
+        ra, dec = wcs.all_pix2world([[wcs.wcs.crpix[0] - offset[0], wcs.wcs.crpix[1] - offset[1]]], 1)[0]
+        wcs.wcs.crval = [float(ra), float(dec)]
+    return wcs
+
+
+def _header(wcs, meta) -> str:
+    from astropy.io import fits
+
+    header = fits.Header()
+    header.extend(wcs.to_header(), update=True)
+    for key, card in (("exposure_id", "EXPID"), ("band", "FILTER"), ("mjd", "MJD-OBS"), ("exptime", "EXPTIME"),
+                      ("gain", "GAIN"), ("saturation", "SATURATE"), ("zero_point", "MAGZERO"),
+                      ("sky_level", "SKYLEVEL"), ("seeing", "SEEING")):
+        header[card] = meta[key]
+    return header.tostring(sep="\n", endcard=False, padding=False).rstrip()
+
+
+def _snr_expected(epoch: _Epoch, var_diff, x, y, delta, size):
+    """PSF-optimal S/N of a point change on the difference: |dF| sqrt(sum P^2 / V)."""
+    n = len(x)
+    if n == 0:
+        return np.zeros(0)
+    h, w = var_diff.shape
+    ix = np.floor(np.asarray(x) + 0.5).astype(np.int64)
+    iy = np.floor(np.asarray(y) + 0.5).astype(np.int64)
+    width = epoch.widths(x, y, var_diff.shape)
+    psf = epoch.stamps(size, width, np.asarray(x) - ix, np.asarray(y) - iy)
+    half = size // 2
+    offs = np.arange(-half, half + 1)
+    rows = iy[:, None] + offs[None, :]
+    cols = ix[:, None] + offs[None, :]
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    var = var_diff[rows.clip(0, h - 1)[:, :, None], cols.clip(0, w - 1)[:, None, :]].astype(np.float64)
+    info = np.where(inside, psf ** 2 / var, 0.0).sum(axis=(1, 2))
+    return np.abs(np.asarray(delta, np.float64)) * np.sqrt(info)
+
+
+def _simulate_pair(config: ImagePairConfig, seed: int, index: int) -> ImagePair:
+    h, w = config.shape
+    pair_id = f"sim-s{seed}-i{index:06d}"
+    root = np.random.SeedSequence(seed, spawn_key=(index,))
+    rng_field, rng_stars, rng_gal, rng_changes, rng_art, rng_noise_ref, rng_noise_sci = (
+        np.random.default_rng(s) for s in root.spawn(7))
+
+    # ---- field, epochs, WCS
+    if config.center is None:
+        center = (float(rng_field.uniform(0.0, 360.0)),
+                  float(np.degrees(np.arcsin(rng_field.uniform(-0.95, 0.6)))))
+    else:
+        center = (float(config.center[0]), float(config.center[1]))
+    offset = tuple(float(v) for v in rng_field.normal(0.0, config.misregistration, 2)) \
+        if config.misregistration > 0 else (0.0, 0.0)
+    ref = _make_epoch(config.reference, config, (0.0, 0.0))
+    sci = _make_epoch(config.science, config, offset)
+    flux_scale = float(sci.counts(20.0) / ref.counts(20.0))
+    area_arcmin2 = h * w * (config.pixel_scale / 60.0) ** 2
+    area_mpix = h * w / _MPIX
+    read_var = (config.read_noise / config.gain) ** 2
+    # sources are painted out to where they fall below ~2% of the sky noise
+    thresholds = {id(e): 0.02 * math.sqrt(e.sky_level / config.gain + read_var) for e in (ref, sci)}
+
+    # ---- static scene in reference-frame coordinates
+    n_stars = int(rng_stars.poisson(config.star_density * area_arcmin2))
+    star_x = rng_stars.uniform(-0.5, w - 0.5, n_stars)
+    star_y = rng_stars.uniform(-0.5, h - 0.5, n_stars)
+    star_mag = _lf_mags(rng_stars, n_stars, config.star_mag_range, config.star_lf_slope)
+
+    n_gal = int(rng_gal.poisson(config.galaxy_density * area_arcmin2))
+    gal = _draw_galaxies(rng_gal, n_gal, config, w, h, config.galaxy_mag_range)
+
+    cnt = config.changes
+    margin = float(min(max(3.0 * max(ref.fwhm_px, sci.fwhm_px), 8.0), 0.25 * min(h, w)))
+
+    def n_of(rate):
+        return _n_from_rate(rng_changes, rate * area_mpix)
+
+    # on-host transients get dedicated hosts (so their count is exact)
+    n_host = n_of(cnt.transient_on_host)
+    host_margin = min(margin + 10.0, 0.3 * min(h, w))
+    hosts = _draw_galaxies(rng_changes, n_host, config, w, h, (19.0, 22.5), margin=host_margin)
+    host_first = len(gal["x"])
+    gal = {k: np.concatenate([gal[k], hosts[k]]) for k in gal}
+
+    n_dip = n_of(cnt.dipole)
+    dip_x = rng_changes.uniform(margin, w - 1 - margin, n_dip)
+    dip_y = rng_changes.uniform(margin, h - 1 - margin, n_dip)
+    dip_mag = rng_changes.uniform(17.5, 20.5, n_dip)
+    dip_shift = rng_changes.uniform(0.3, 1.0, n_dip)
+    dip_angle = rng_changes.uniform(0.0, 2 * np.pi, n_dip)
+
+    # ---- noiseless static models of both epochs
+    models = []
+    for epoch in (ref, sci):
+        model = _sky(epoch, config.shape)
+        sx, sy = star_x + epoch.offset[0], star_y + epoch.offset[1]
+        _paint_points(model, epoch, sx, sy, epoch.counts(star_mag), thresholds[id(epoch)])
+        models.append(model)
+    _paint_galaxies(models, (ref, sci), gal, config.shape)
+    dxs = dip_shift * np.cos(dip_angle)
+    dys = dip_shift * np.sin(dip_angle)
+    _paint_points(models[0], ref, dip_x, dip_y, ref.counts(dip_mag), thresholds[id(ref)])
+    _paint_points(models[1], sci, dip_x + offset[0] + dxs, dip_y + offset[1] + dys, sci.counts(dip_mag),
+                  thresholds[id(sci)])
+    model_ref, model_sci = models
+
+    # ---- real changes, positions in the science frame
+    def noise_var(x, y):
+        ix = np.clip(np.floor(x + 0.5).astype(np.int64), 0, w - 1)
+        iy = np.clip(np.floor(y + 0.5).astype(np.int64), 0, h - 1)
+        return (model_sci[iy, ix] / config.gain + read_var
+                + flux_scale ** 2 * (model_ref[iy, ix] / config.gain + read_var))
+
+    # effective number of pixels of the science PSF: 1 / sum(P^2)
+    centre_psf = sci.stamps(_psf_size(sci), sci.width_px, 0.0, 0.0)[0]
+    n_eff = 1.0 / float((centre_psf ** 2).sum())
+
+    def flux_for_snr(snr, x, y):
+        # solve snr^2 (n_eff var + F / gain) = F^2 for F: background plus the source's own photons
+        var = noise_var(x, y) * n_eff
+        a = snr ** 2 / config.gain
+        return 0.5 * (a + np.sqrt(a * a + 4.0 * snr ** 2 * var))
+
+    def snr_draw(n):
+        lo, hi = config.snr_range
+        return np.exp(rng_changes.uniform(math.log(lo), math.log(hi), n))
+
+    rows = []
+
+    # transients on hosts: offset from the host centre along its light profile
+    if n_host:
+        r = hosts["re"] * np.abs(rng_changes.normal(0.0, 0.7, n_host))
+        phi = rng_changes.uniform(0.0, 2 * np.pi, n_host)
+        u, v = r * np.cos(phi), r * hosts["q"] * np.sin(phi)
+        ca, sa = np.cos(hosts["angle"]), np.sin(hosts["angle"])
+        tx = hosts["x"] + u * ca - v * sa + offset[0]
+        ty = hosts["y"] + u * sa + v * ca + offset[1]
+        tflux = flux_for_snr(snr_draw(n_host), tx, ty)
+        rows.append(_rows("transient_on_host", tx, ty, 0.0, tflux, host_id=np.arange(n_host) + host_first))
+
+    n_hl = n_of(cnt.transient_hostless)
+    if n_hl:
+        tx = rng_changes.uniform(margin, w - 1 - margin, n_hl)
+        ty = rng_changes.uniform(margin, h - 1 - margin, n_hl)
+        rows.append(_rows("transient_hostless", tx, ty, 0.0, flux_for_snr(snr_draw(n_hl), tx, ty)))
+
+    n_var = n_of(cnt.variable_star)
+    if n_var:
+        vx = rng_changes.uniform(margin, w - 1 - margin, n_var)
+        vy = rng_changes.uniform(margin, h - 1 - margin, n_var)
+        delta = flux_for_snr(snr_draw(n_var), vx, vy) * rng_changes.choice([-1.0, 1.0], n_var)
+        f_ref = ref.counts(rng_changes.uniform(19.0, 22.5, n_var))
+        # a fading star must keep positive flux in the science epoch
+        f_ref = np.maximum(f_ref, np.where(delta < 0, 1.25 * np.abs(delta) / flux_scale, 0.0))
+        rows.append(_rows("variable_star", vx, vy, f_ref, flux_scale * f_ref + delta))
+
+    n_mov = n_of(cnt.moving_object)
+    if n_mov:
+        mx = rng_changes.uniform(margin, w - 1 - margin, n_mov)
+        my = rng_changes.uniform(margin, h - 1 - margin, n_mov)
+        length = rng_changes.uniform(0.0, 12.0, n_mov)
+        angle = rng_changes.uniform(0.0, 180.0, n_mov)
+        rows.append(_rows("moving_object", mx, my, 0.0, flux_for_snr(snr_draw(n_mov), mx, my),
+                          length=length, angle=angle))
+
+    # paint the real changes into the models
+    for block in rows:
+        kind = block["kind"][0]
+        if kind == "variable_star":
+            _paint_points(model_ref, ref, block["x"] - offset[0], block["y"] - offset[1],
+                          block["flux_reference"], thresholds[id(ref)])
+        if kind == "moving_object":
+            for k in range(len(block["x"])):
+                _paint_trail(model_sci, sci, block["x"][k], block["y"][k], block["flux_science"][k],
+                             block["length"][k], block["angle"][k], thresholds[id(sci)])
+        else:
+            _paint_points(model_sci, sci, block["x"], block["y"], block["flux_science"], thresholds[id(sci)])
+
+    # dipoles and saturated stars are bogus rows over static sources
+    if n_dip:
+        f_ref = ref.counts(dip_mag)
+        rows.append(_rows("dipole", dip_x + offset[0] + dxs, dip_y + offset[1] + dys, f_ref, flux_scale * f_ref,
+                          length=dip_shift, angle=np.degrees(dip_angle) % 360.0))
+
+    # satellite streaks are light from the sky: in the model, before the noise
+    n_streak = n_of(cnt.satellite_streak)
+    sigma_sci = sci.fwhm_px / 2.3548
+    streak_segments = []
+    if n_streak:
+        sx0 = rng_art.uniform(0.0, w - 1, n_streak)
+        sy0 = rng_art.uniform(0.0, h - 1, n_streak)
+        ang = rng_art.uniform(0.0, 180.0, n_streak)
+        bg_sigma = np.sqrt(noise_var(sx0, sy0) / (1 + flux_scale ** 2))
+        peak_snr = np.exp(rng_art.uniform(math.log(0.5), math.log(20.0), n_streak))
+        per_px = peak_snr * bg_sigma * math.sqrt(2 * math.pi) * sigma_sci
+        lengths, mids = [], []
+        for k in range(n_streak):
+            seg = _clip_line(sx0[k], sy0[k], math.radians(ang[k]), w, h)
+            _render.add_streak(model_sci, *seg, float(per_px[k]), sigma_sci)
+            lengths.append(math.hypot(seg[2] - seg[0], seg[3] - seg[1]))
+            mids.append((0.5 * (seg[0] + seg[2]), 0.5 * (seg[1] + seg[3])))
+            streak_segments.append(seg)
+        mids = np.array(mids)
+        lengths = np.array(lengths)
+        rows.append(_rows("satellite_streak", mids[:, 0], mids[:, 1], 0.0, per_px * lengths, length=lengths,
+                          angle=ang))
+
+    # ---- noise
+    exposures_pixels = []
+    for epoch, model, rng in ((ref, model_ref, rng_noise_ref), (sci, model_sci, rng_noise_sci)):
+        image = rng.standard_normal(size=config.shape, dtype=np.float32)
+        variance = np.empty(config.shape, np.float32)
+        _render.apply_noise(model, image, 1.0 / config.gain, read_var, variance)
+        exposures_pixels.append((image, variance, np.zeros(config.shape, np.uint32)))
+    (img_ref, var_ref, mask_ref), (img_sci, var_sci, mask_sci) = exposures_pixels
+
+    # ---- detector artifacts (after noise; not in the variance)
+    mask_frac = config.artifact_mask_fraction
+    for epoch_name, image, mask, rate in (("science", img_sci, mask_sci, cnt.cosmic_ray),
+                                          ("reference", img_ref, mask_ref, cnt.cosmic_ray_reference)):
+        n_cr = _n_from_rate(rng_art, rate * area_mpix)
+        if not n_cr:
+            continue
+        cx = rng_art.uniform(margin, w - 1 - margin, n_cr)
+        cy = rng_art.uniform(margin, h - 1 - margin, n_cr)
+        length = np.where(rng_art.random(n_cr) < 0.5, 0.0, rng_art.uniform(1.0, 8.0, n_cr))
+        angle = rng_art.uniform(0.0, 180.0, n_cr)
+        flux = np.exp(rng_art.uniform(math.log(300.0), math.log(20000.0), n_cr)) / config.gain
+        masked = rng_art.random(n_cr) < mask_frac
+        for k in range(n_cr):
+            ca, sa = math.cos(math.radians(angle[k])), math.sin(math.radians(angle[k]))
+            half = 0.5 * length[k]
+            _render.add_line(image, mask, np.uint32(MaskBits.CR if masked[k] else 0), cx[k] - half * ca,
+                             cy[k] - half * sa, cx[k] + half * ca, cy[k] + half * sa, float(flux[k]))
+        if epoch_name == "science":
+            rows.append(_rows("cosmic_ray", cx, cy, 0.0, flux, masked=masked, length=length, angle=angle,
+                              epoch="science"))
+        else:
+            cx_s, cy_s = cx + offset[0], cy + offset[1]  # report where it lands on the science frame
+            rows.append(_rows("cosmic_ray", cx_s, cy_s, flux, 0.0, masked=masked, length=length, angle=angle,
+                              epoch="reference"))
+
+    n_hot = _n_from_rate(rng_art, cnt.hot_pixel * area_mpix)
+    if n_hot:
+        hx = rng_art.integers(int(margin), int(w - margin), n_hot)
+        hy = rng_art.integers(int(margin), int(h - margin), n_hot)
+        flux = np.exp(rng_art.uniform(math.log(100.0), math.log(30000.0), n_hot))
+        masked = rng_art.random(n_hot) < mask_frac
+        np.add.at(img_sci, (hy, hx), flux.astype(np.float32))
+        mask_sci[hy[masked], hx[masked]] |= np.uint32(MaskBits.BAD)
+        rows.append(_rows("hot_pixel", hx.astype(float), hy.astype(float), 0.0, flux, masked=masked))
+
+    n_col = _n_from_rate(rng_art, cnt.bad_column * area_mpix)
+    if n_col:
+        col_x = rng_art.integers(0, w, n_col)
+        full = rng_art.random(n_col) < 0.5
+        y0 = np.where(full, 0, rng_art.integers(0, h // 2, n_col))
+        y1 = np.where(full, h, np.minimum(h, y0 + rng_art.integers(h // 8 + 1, h // 2 + 1, n_col)))
+        level = rng_art.uniform(50.0, 500.0, n_col)
+        masked = rng_art.random(n_col) < mask_frac
+        for k in range(n_col):
+            img_sci[y0[k]:y1[k], col_x[k]] += np.float32(level[k])
+            if masked[k]:
+                mask_sci[y0[k]:y1[k], col_x[k]] |= np.uint32(MaskBits.BAD)
+        seg_len = (y1 - y0).astype(float)
+        rows.append(_rows("bad_column", col_x.astype(float), 0.5 * (y0 + y1 - 1), 0.0, level * seg_len,
+                          masked=masked, length=seg_len, angle=np.full(n_col, 90.0)))
+
+    # ---- saturation and bleed trails (always flagged)
+    sat = np.float32(config.saturation)
+    for image, mask in ((img_ref, mask_ref), (img_sci, mask_sci)):
+        columns = np.nonzero((image >= sat).any(axis=0))[0].astype(np.int64)
+        if len(columns):
+            _render.saturate_and_bleed(image, mask, columns, sat, np.uint32(MaskBits.SAT))
+
+    # saturated static stars leave residuals on any difference
+    ref_peak = ref.counts(star_mag) * _render.psf_norm(ref.kind, ref.width_px, ref.cfg.moffat_beta)
+    sci_peak = sci.counts(star_mag) * _render.psf_norm(sci.kind, sci.width_px, sci.cfg.moffat_beta)
+    saturated = ((ref_peak + ref.sky_level >= config.saturation) | (sci_peak + sci.sky_level >= config.saturation))
+    saturated &= (star_x >= 0) & (star_x <= w - 1) & (star_y >= 0) & (star_y <= h - 1)
+    if saturated.any():
+        f_ref = ref.counts(star_mag[saturated])
+        rows.append(_rows("saturated_residual", star_x[saturated] + offset[0], star_y[saturated] + offset[1], f_ref,
+                          flux_scale * f_ref))
+
+    # ---- exposures
+    metas, exposures = [], []
+    for name, epoch, visit, center_offset in (("reference", ref, 2 * index, (0.0, 0.0)),
+                                              ("science", sci, 2 * index + 1, offset)):
+        wcs = _wcs(config, center, center_offset)
+        meta = {
+            "exposure_id": f"{pair_id}-{name[:3]}", "survey": "sim", "visit": int(visit), "ccd": 0,
+            "band": config.band, "mjd": float(epoch.cfg.mjd), "exptime": float(epoch.cfg.exptime),
+            "gain": float(config.gain), "saturation": float(config.saturation),
+            "zero_point": float(epoch.cfg.zero_point), "read_noise": float(config.read_noise),
+            "background_subtracted": False, "sky_level": float(epoch.sky_level),
+            "sky_gradient_x": float(epoch.cfg.sky_gradient[0]), "sky_gradient_y": float(epoch.cfg.sky_gradient[1]),
+            "seeing": float(epoch.cfg.seeing), "fwhm_px": float(epoch.fwhm_px), "psf_model": epoch.cfg.psf_model,
+            "njy_per_count": float(10.0 ** (-0.4 * (epoch.cfg.zero_point + 2.5 * math.log10(epoch.cfg.exptime)
+                                                     - AB_NJY_ZEROPOINT))),
+            "flux_scale": flux_scale, "pair_id": pair_id, "epoch": name,
+        }
+        metas.append((meta, wcs))
+    psfs = [e.stamps(_psf_size(e), e.width_px, 0.0, 0.0)[0].astype(np.float32) for e in (ref, sci)]
+    for (meta, wcs), (image, variance, mask), psf in zip(metas, exposures_pixels, psfs):
+        exposures.append(Exposure(image=image, variance=variance, mask=mask, psf=psf, header=_header(wcs, meta),
+                                  meta=meta))
+
+    truth = _truth_table(rows, pair_id, flux_scale, metas[1][0]["njy_per_count"], metas[1][1])
+    point = truth["kind"].isin(_POINT_LIKE).to_numpy()
+    snr = np.full(len(truth), np.nan)
+    if point.any():
+        var_diff = var_sci + np.float32(flux_scale ** 2) * var_ref
+        snr[point] = _snr_expected(sci, var_diff, truth["x"].to_numpy()[point], truth["y"].to_numpy()[point],
+                                   truth["delta_flux"].to_numpy()[point], _psf_size(sci))
+    truth["snr_expected"] = snr
+    pair_meta = {"flux_scale": flux_scale, "offset_x": offset[0], "offset_y": offset[1], "center_ra": center[0],
+                 "center_dec": center[1], "n_stars": n_stars, "n_galaxies": len(gal["x"]), "seed": seed,
+                 "index": index}
+    return ImagePair(reference=exposures[0], science=exposures[1], truth=truth, pair_id=pair_id, meta=pair_meta)
+
+
+def _psf_size(epoch: _Epoch) -> int:
+    fwhm = epoch.fwhm_px * (1.0 + epoch.cfg.psf_variation)
+    return max(2 * int(math.ceil(4.0 * fwhm)) + 1, 15)
+
+
+def _draw_galaxies(rng, n, config, w, h, mag_range, margin=0.0):
+    lo, hi = config.galaxy_reff_range
+    return {
+        "x": rng.uniform(margin - 0.5, w - 0.5 - margin, n),
+        "y": rng.uniform(margin - 0.5, h - 0.5 - margin, n),
+        "mag": _lf_mags(rng, n, mag_range, config.galaxy_lf_slope),
+        "re": np.exp(rng.uniform(math.log(lo), math.log(hi), n)) / config.pixel_scale,
+        "n": rng.uniform(0.6, 4.0, n),
+        "q": rng.uniform(0.35, 1.0, n),
+        "angle": rng.uniform(0.0, np.pi, n),
+    }
+
+
+def _paint_trail(image, epoch, x, y, flux, length, angle_deg, threshold):
+    """A trailed moving object: point sources spaced <= 1 px along the trail."""
+    steps = max(int(math.ceil(length)), 1)
+    t = (np.arange(steps) + 0.5) / steps - 0.5 if steps > 1 else np.zeros(1)
+    ca, sa = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+    _paint_points(image, epoch, x + t * length * ca, y + t * length * sa, np.full(steps, flux / steps), threshold)
+
+
+def _clip_line(x0, y0, theta, w, h):
+    """The in-image segment of the line through (x0, y0) at angle ``theta`` (Liang-Barsky)."""
+    dx, dy = math.cos(theta), math.sin(theta)
+    t_lo, t_hi = -1e9, 1e9
+    for p, lo, hi in ((dx, -0.5 - x0, w - 0.5 - x0), (dy, -0.5 - y0, h - 0.5 - y0)):
+        if abs(p) < 1e-12:
+            continue
+        a, b = lo / p, hi / p
+        t_lo, t_hi = max(t_lo, min(a, b)), min(t_hi, max(a, b))
+    return (x0 + t_lo * dx, y0 + t_lo * dy, x0 + t_hi * dx, y0 + t_hi * dy)
+
+
+def _rows(kind, x, y, flux_reference, flux_science, *, host_id=None, masked=None, length=None, angle=None,
+          epoch="science"):
+    x = np.asarray(x, np.float64)
+    n = len(x)
+    block = {
+        "kind": np.array([kind] * n, dtype=object),
+        "epoch": np.array([epoch] * n, dtype=object),
+        "x": x,
+        "y": np.asarray(y, np.float64),
+        "flux_reference": np.broadcast_to(np.asarray(flux_reference, np.float64), (n,)).copy(),
+        "flux_science": np.broadcast_to(np.asarray(flux_science, np.float64), (n,)).copy(),
+        "host_id": np.full(n, -1, np.int64) if host_id is None else np.asarray(host_id, np.int64),
+        "masked": np.zeros(n, bool) if masked is None else np.asarray(masked, bool),
+        "length": np.zeros(n) if length is None else np.asarray(length, np.float64),
+        "angle": np.zeros(n) if angle is None else np.asarray(angle, np.float64),
+    }
+    return block
+
+
+def _truth_table(rows, pair_id, flux_scale, njy_per_count, wcs_sci) -> pd.DataFrame:
+    if rows:
+        data = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    else:
+        data = {k: np.zeros(0) for k in ("kind", "epoch", "x", "y", "flux_reference", "flux_science", "host_id",
+                                         "masked", "length", "angle")}
+    n = len(data["x"])
+    if n:
+        ra, dec = wcs_sci.all_pix2world(data["x"], data["y"], 0)
+    else:
+        ra = dec = np.zeros(0)
+    delta = data["flux_science"] - flux_scale * data["flux_reference"]
+    kind = np.asarray(data["kind"], dtype=object)
+    frame = pd.DataFrame({
+        "pair_id": pair_id,
+        "change_id": [f"{pair_id}-{k:05d}" for k in range(n)],
+        "kind": pd.Series(kind, dtype=object),
+        "real": np.isin(kind, REAL_KINDS),
+        "epoch": pd.Series(np.asarray(data["epoch"], dtype=object), dtype=object),
+        "x": data["x"], "y": data["y"], "ra": np.asarray(ra, np.float64), "dec": np.asarray(dec, np.float64),
+        "flux_reference": data["flux_reference"], "flux_science": data["flux_science"],
+        "delta_flux": delta, "delta_flux_njy": delta * njy_per_count, "flux_scale": flux_scale,
+        "snr_expected": np.nan, "host_id": np.asarray(data["host_id"], np.int64),
+        "masked": np.asarray(data["masked"], bool), "length": data["length"], "angle": data["angle"],
+    }, columns=list(TRUTH_COLUMNS))
+    return frame
