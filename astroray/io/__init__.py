@@ -1,11 +1,24 @@
 """Reading survey data into astroray records.
 
 * alerts (ZTF, Rubin/LSST, ELAsTiCC; Avro, Parquet, JSON): :func:`read_alerts`, :func:`iter_alerts`
-* light curves (CSV/Parquet/FITS tables): :func:`read_lightcurve`, :func:`read_lightcurves`
+* light curves (CSV/Parquet/SNANA FITS tables, alerts with history): :func:`read_lightcurve`,
+  :func:`read_lightcurves`, :func:`lightcurves_from_alerts`
+* label tables: :func:`read_labels`, :func:`attach_labels`
 * what a file holds: :func:`detect_format`; a whole folder checked: :func:`check_path`
 """
 from astroray.io.alerts import alerts_from_records, alerts_from_table, iter_alerts, read_alerts
+from astroray.io.check import CheckReport, FileResult, check_file, check_path
 from astroray.io.cutouts import decode_cutout
+from astroray.io.detect import FileFormat, detect_format
+from astroray.io.lightcurves import (
+    attach_labels,
+    lightcurves_from_alerts,
+    merge_lightcurves,
+    read_labels,
+    read_lightcurve,
+    read_lightcurves,
+    read_table,
+)
 
 __all__ = [
     "read_alerts",
@@ -13,4 +26,17 @@ __all__ = [
     "alerts_from_table",
     "alerts_from_records",
     "decode_cutout",
+    "read_lightcurve",
+    "read_lightcurves",
+    "lightcurves_from_alerts",
+    "merge_lightcurves",
+    "read_labels",
+    "attach_labels",
+    "read_table",
+    "FileFormat",
+    "detect_format",
+    "check_path",
+    "check_file",
+    "CheckReport",
+    "FileResult",
 ]
