@@ -217,7 +217,7 @@ def _parse(path: Path, fmt: FileFormat, cutouts: bool) -> dict:
     if fmt.kind == "lightcurves":
         from astroray.io.lightcurves import read_lightcurves
 
-        lcs = read_lightcurves(path)
+        lcs = read_lightcurves(path, file_format=fmt)
         return {"n_records": len(lcs), "n_objects": len(lcs), "n_points": sum(len(lc) for lc in lcs)}
     if fmt.kind in ("labels", "features", "metadata"):
         from astroray.io.lightcurves import read_table

@@ -111,7 +111,7 @@ def read_lightcurve(source: Source, *, object_id: str | None = None, name: str |
 
 
 def read_lightcurves(source: Source | Sequence[str | os.PathLike], *, name: str | None = None,
-                     survey: str = "") -> list[LightCurve]:
+                     survey: str = "", file_format: FileFormat | None = None) -> list[LightCurve]:
     """Read every light curve in a file, a list of files or a folder, merged per object.
 
     A folder is read recursively; files that hold no light curves (labels,
@@ -127,6 +127,9 @@ def read_lightcurves(source: Source | Sequence[str | os.PathLike], *, name: str 
         What error messages call a single non-path input.
     survey : str, optional
         Stored on light curves whose file does not say.
+    file_format : FileFormat, optional
+        For a single file: what :func:`~astroray.io.detect.detect_format`
+        already answered, to skip detecting it again.
 
     Returns
     -------
@@ -138,6 +141,7 @@ def read_lightcurves(source: Source | Sequence[str | os.PathLike], *, name: str 
     InvalidLightCurveError
         A file is empty, lacks a required column or holds unusable values.
     """
+    formats: dict[Path, FileFormat] = {}
     if isinstance(source, (list, tuple)):
         paths = [Path(p) for p in source]
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
@@ -147,10 +151,10 @@ def read_lightcurves(source: Source | Sequence[str | os.PathLike], *, name: str 
         paths = [p for p in paths if formats[p].kind in ("lightcurves", "alerts")
                  and formats[p].format != "snana-fits-phot"]
     else:
-        return merge_lightcurves(_read_one(source, source_name(source, name), survey=survey))
+        return merge_lightcurves(_read_one(source, source_name(source, name), survey=survey, fmt=file_format))
     out: list[LightCurve] = []
     for path in paths:
-        out.extend(_read_one(path, str(path), survey=survey))
+        out.extend(_read_one(path, str(path), survey=survey, fmt=formats.get(path) if formats else None))
     return merge_lightcurves(out)
 
 
@@ -262,8 +266,14 @@ def read_table(path: str | os.PathLike) -> pa.Table:
 # --------------------------------------------------------------------------- dispatch
 
 
-def _read_one(source: Source, label: str, *, survey: str = "", object_id: str | None = None) -> list[LightCurve]:
-    fmt, path, data = _format_of(source, label)
+def _read_one(source: Source, label: str, *, survey: str = "", object_id: str | None = None,
+              fmt: FileFormat | None = None) -> list[LightCurve]:
+    """Every light curve in one input; ``fmt`` skips detection when the caller already knows it."""
+    if fmt is not None and isinstance(source, (str, os.PathLike)) and Path(source).is_file() \
+            and Path(source).stat().st_size > 0:
+        path, data = Path(source), None
+    else:
+        fmt, path, data = _format_of(source, label)
     reader = _READERS.get(_base_format(fmt.format))
     if fmt.kind == "alerts":
         reader = _read_alert_file

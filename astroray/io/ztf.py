@@ -7,6 +7,11 @@ tables of the Fink broker, which keep ZTF's layout (``candidate``,
 ZTF publishes PSF-fit difference magnitudes: ``magpsf`` is the magnitude of
 ``|flux|`` and ``isdiffpos`` its sign ('t'/'1' positive, 'f'/'0' negative,
 i.e. the source faded with respect to the reference).
+
+History: ``prv_candidates`` with a ``candid`` are detections, those without
+are upper limits (``diffmaglim``); schema 4.x adds ``fp_hists``, forced
+photometry (``forcediffimflux`` in DN on the ``magzpsci`` zero point), kept as
+``detected=False`` points with a flux at epochs without a detection.
 """
 from __future__ import annotations
 
@@ -122,12 +127,58 @@ def ztf_packet_to_alert(packet: Mapping[str, Any], *, source: str | None = None,
     return Alert(
         alert_id=str(candid), object_id=str(object_id), survey="ztf", mjd=float(jd) - JD_TO_MJD,
         ra=float(ra), dec=float(dec), band=band, flux=flux, flux_err=flux_err,
-        history=ztf_history(str(object_id), packet.get("prv_candidates") or [], source=where),
+        history=ztf_history(str(object_id), packet.get("prv_candidates") or [], source=where,
+                            fp_hists=packet.get("fp_hists") or [], current=(float(jd), int(fid))),
         scores=scores, meta=meta, **stamps)
 
 
-def ztf_history(object_id: str, prv_candidates, *, source: str | None = None) -> LightCurve:
-    """Previous detections (``candid`` set) and upper limits (``candid`` null) as one light curve."""
+def ztf_history(object_id: str, prv_candidates, *, source: str | None = None, fp_hists=(),
+                current: tuple[float, int] | None = None) -> LightCurve:
+    """Previous detections (``candid`` set), upper limits (``candid`` null) and forced photometry as one light curve.
+
+    ``current`` is the alert's own (jd, fid): forced photometry at that epoch,
+    or at a previous detection's, repeats a detection and is dropped.
+    """
+    lc = _prv_history(object_id, prv_candidates, source)
+    forced = _forced_points(fp_hists, source)
+    if not forced:
+        return lc
+    taken = {(_epoch(j), f) for j, f, det in zip(lc.mjd + JD_TO_MJD, lc.band, lc.detected) if det}
+    if current is not None:
+        taken.add((_epoch(current[0]), normalize_band(current[1])))
+    forced = [p for p in forced if (_epoch(p[0]), p[1]) not in taken]
+    if not forced:
+        return lc
+    jd, band, flux, err = (np.array(c) for c in zip(*forced))
+    return LightCurve(object_id, np.r_[lc.mjd, jd - JD_TO_MJD], np.r_[lc.band, band], np.r_[lc.flux, flux],
+                      np.r_[lc.flux_err, err], np.r_[lc.detected, np.zeros(len(jd), bool)], survey="ztf")
+
+
+def _epoch(jd: float) -> int:
+    return int(round(jd * 86400.0))  # to the second: one exposure
+
+
+_FP_MISSING = -99999.0  # ZTF's flag value for failed forced photometry
+
+
+def _forced_points(fp_hists, source) -> list[tuple[float, str, float, float]]:
+    out = []
+    for i, fp in enumerate(fp_hists):
+        flux, unc, zp = fp.get("forcediffimflux"), fp.get("forcediffimfluxunc"), fp.get("magzpsci")
+        if fp.get("jd") is None or fp.get("fid") is None:
+            raise InvalidAlertError(f"fp_hists[{i}] lacks jd or fid", source=source)
+        if flux is None or unc is None or zp is None or flux == _FP_MISSING or unc == _FP_MISSING:
+            continue
+        scale = 10.0 ** (-0.4 * (zp - 31.4))  # DN at zero point zp to nJy
+        try:
+            band = normalize_band(fp["fid"])
+        except InvalidInputError as exc:
+            raise InvalidAlertError(f"fp_hists[{i}]: {exc.reason}", source=source) from None
+        out.append((float(fp["jd"]), band, float(flux) * scale, float(unc) * scale))
+    return out
+
+
+def _prv_history(object_id: str, prv_candidates, source) -> LightCurve:
     n = len(prv_candidates)
     mjd, flux, err = np.empty(n), np.empty(n), np.empty(n)
     band = np.empty(n, dtype=object)

@@ -322,3 +322,35 @@ def test_json_that_is_not_an_alert():
         read_alerts(b'{"hello": 1}', name="doc.json")
     with pytest.raises(InvalidAlertError, match="doc.json: invalid JSON"):
         read_alerts(b'{"hello": ', name="doc.json")
+
+
+# ----------------------------------------------------------------------------- ZTF schema 4 (forced photometry)
+
+
+def _ztf4_schema(shared_data):
+    parts = ("cutout", "candidate", "prv_candidate", "fp_hist", "alert")
+    return fastavro.schema.load_schema_ordered([str(shared_data / f"alerts/ztf/schema/{p}.avsc") for p in parts])
+
+
+def test_ztf_4_forced_photometry_joins_history(shared_data):
+    packet = _avro_packet(shared_data / ZTF_33)
+    cand = packet["candidate"]
+    prv_jd = packet["prv_candidates"][0]["jd"]
+    base = {"field": 1, "rcid": 2, "pid": 1, "rfid": 7, "programid": 1, "ranr": 0.0, "decnr": 0.0}
+    fp_hists = [
+        dict(base, fid=2, jd=prv_jd, forcediffimflux=150.0, forcediffimfluxunc=10.0, magzpsci=26.0),
+        dict(base, fid=1, jd=prv_jd + 1, forcediffimflux=-99999.0, forcediffimfluxunc=-99999.0, magzpsci=26.0),
+        dict(base, fid=2, jd=cand["jd"], forcediffimflux=900.0, forcediffimfluxunc=12.0, magzpsci=26.0),
+    ]
+    packet4 = dict(packet, schemavsn="4.02", fp_hists=fp_hists)
+    packet4["candidate"] = {k: v for k, v in cand.items()}
+    buf = io.BytesIO()
+    fastavro.writer(buf, _ztf4_schema(shared_data), [packet4])
+    (alert,) = read_alerts(buf.getvalue(), name="ztf4.avro")
+    assert alert.meta["format"] == "ztf-avro-4.02"
+    # 11 limits + 1 forced point: the flagged one (-99999) and the one at the alert's own epoch are dropped.
+    assert len(alert.history) == 12 and alert.history.n_detections == 0
+    forced = alert.history.select(np.isfinite(alert.history.flux))
+    assert len(forced) == 1
+    assert forced.flux[0] == pytest.approx(150.0 * 10 ** (-0.4 * (26.0 - 31.4)))
+    assert forced.flux_err[0] == pytest.approx(10.0 * 10 ** (-0.4 * (26.0 - 31.4)))
