@@ -1,0 +1,360 @@
+"""Image differencing stage: ZOGY or classic, on the CPU or the GPU, on Exposure records.
+
+Example
+-------
+>>> from astroray.imaging.difference import Differencer, DifferenceConfig
+>>> diff = Differencer(DifferenceConfig(method="zogy", device="auto"))
+>>> res = diff.run(reference, science)             # doctest: +SKIP
+>>> candidates = res.score > 5                      # doctest: +SKIP
+
+Both exposures must be background-subtracted and on the same pixel grid.
+Pixels flagged in either mask (``bad_bits``), non-finite pixels and pixels with
+zero variance are set to 0 with variance 0 before differencing; they carry
+their flags into :attr:`DifferenceResult.mask` and a score of 0.
+
+Conventions: ``flux_ratio`` is ``F_n / F_r`` (science counts per reference
+count of the same star); ``F_n = 1``, so :attr:`DifferenceResult.flux` is in
+science-image counts for both methods.  For ZOGY, ``difference`` is the proper
+difference ``D`` (unit-variance background noise) whose point sources have
+total flux ``zero_point * flux``; for classic, ``difference`` is in science
+counts and ``zero_point`` is 1.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from astroray.config import AstrorayConfig, Device
+from astroray.errors import InvalidInputError
+from astroray.kernels.backend import get_xp, resolve_device, to_numpy
+from astroray.kernels.difference import classic as _classic
+from astroray.kernels.difference import zogy as _zogy
+from astroray.kernels.difference.common import FourierBackend, fit_flux_ratio, prepare_psf
+from astroray.records import Exposure, MaskBits
+
+__all__ = ["DifferenceConfig", "DifferenceResult", "Differencer", "DifferenceBatch", "difference"]
+
+_DEFAULT_BAD = int(MaskBits.BAD | MaskBits.SAT | MaskBits.CR | MaskBits.NO_DATA)
+
+
+class DifferenceConfig(AstrorayConfig):
+    """Options of :class:`Differencer`.
+
+    Attributes
+    ----------
+    method : {"zogy", "classic"}
+        Proper image subtraction (Zackay, Ofek & Gal-Yam 2016) or the classic
+        Gaussian-matched, scaled difference.
+    device : {"cpu", "gpu", "auto"}
+        Where the array work runs.
+    flux_ratio : float or None
+        ``F_n / F_r``; None fits it: from stars matched in both images (ZOGY), or
+        as the scale of the pixel fit (classic).
+    sigma_astrometric : (float, float)
+        Registration noise ``(sigma_x, sigma_y)`` in pixels (ZOGY's astrometric
+        term of ``S_corr``).
+    source_noise : bool
+        ZOGY: include the source-noise variance of both images in ``S_corr``
+        and the flux errors (two variance convolutions).
+    difference_variance : bool
+        ZOGY: compute the per-pixel variance of ``D`` with source noise
+        (otherwise the background-only constant, about 1).
+    pad : int or None
+        Zero padding against wrap-around (default: three times the larger PSF side).
+    fourier_floor : float
+        ZOGY denominator floor relative to its zero-frequency value.
+    recenter_psf : bool
+        Move each PSF's centroid onto its middle pixel.
+    fft_workers : int
+        CPU FFT threads (-1: all cores).
+    keep_on_device : bool
+        Leave the result arrays on the GPU (CuPy) for the next stage.
+    bad_bits : int
+        Mask bits that exclude a pixel.
+    ratio_min_snr : float
+        Peak S/N of the stars that fit ``flux_ratio``.
+    classic_score : {"matched_filter", "pixel"}
+        Classic detection image: PSF matched filter over its sigma, or ``D / sqrt(var)``.
+    fit_offset : bool
+        Classic: fit a constant offset.
+    clip_sigma : float
+        Clipping threshold of the robust fits.
+    """
+
+    method: Literal["zogy", "classic"] = "zogy"
+    device: Device = "auto"
+    flux_ratio: float | None = Field(default=None, gt=0)
+    sigma_astrometric: tuple[float, float] = (0.0, 0.0)
+    source_noise: bool = True
+    difference_variance: bool = False
+    pad: int | None = Field(default=None, ge=1)
+    fourier_floor: float = Field(default=1e-8, gt=0, lt=1)
+    recenter_psf: bool = True
+    fft_workers: int = -1
+    keep_on_device: bool = False
+    bad_bits: int = _DEFAULT_BAD
+    ratio_min_snr: float = Field(default=20.0, gt=0)
+    classic_score: Literal["matched_filter", "pixel"] = "matched_filter"
+    fit_offset: bool = True
+    clip_sigma: float = Field(default=3.0, gt=0)
+
+    @field_validator("sigma_astrometric")
+    @classmethod
+    def _non_negative(cls, value):
+        if any(v < 0 for v in value):
+            raise ValueError(f"sigma_astrometric must be >= 0, got {value!r}")
+        return value
+
+
+@dataclass
+class DifferenceResult:
+    """What :meth:`Differencer.run` returns (float32 (H, W) arrays unless noted).
+
+    Attributes
+    ----------
+    difference : array
+        ``D`` (see the module notes for its flux units).
+    score : array
+        Detection image in sigma units: ZOGY's ``S_corr``; classic: the PSF
+        matched filter over its sigma (or ``D / sqrt(variance)``).
+    variance : array
+        Per-pixel variance of ``difference``.
+    psf : ndarray (h, w)
+        PSF of ``difference`` (``P_D`` for ZOGY), centred, summing to 1.
+    zero_point : float
+        ``F_D`` for ZOGY, 1 for classic.
+    flux_ratio : float
+        ``F_n / F_r``, fitted or given.
+    flux, flux_err : array
+        PSF-photometry flux (science counts) of a point source centred on
+        each pixel, and its error.
+    mask : ndarray uint32
+        OR of both input masks; non-finite or zero-variance pixels add NO_DATA.
+    matched_filter : array or None
+        ZOGY's ``S``.
+    method, device : str
+        What ran, and where ("cpu" or "gpu").
+    meta : dict
+        Noise levels, flux-ratio fit, timings (ms), FFT grid.
+    """
+
+    difference: Any
+    score: Any
+    variance: Any
+    psf: np.ndarray
+    zero_point: float
+    flux_ratio: float
+    flux: Any
+    flux_err: Any
+    mask: Any
+    matched_filter: Any
+    method: str
+    device: str
+    meta: dict = field(default_factory=dict)
+
+    def to_numpy(self) -> "DifferenceResult":
+        """The same result with every array on the host."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("difference", "score", "variance", "flux", "flux_err", "mask", "matched_filter"):
+            if out[name] is not None:
+                out[name] = to_numpy(out[name])
+        return DifferenceResult(**out)
+
+
+class Differencer:
+    """Configure once, then difference exposure pairs with :meth:`run`.
+
+    Parameters
+    ----------
+    config : DifferenceConfig, optional
+        Defaults: ZOGY on the GPU when one is usable, else the CPU.
+    """
+
+    def __init__(self, config: DifferenceConfig | None = None):
+        self.config = config or DifferenceConfig()
+        self.device = resolve_device(self.config.device)
+        self.xp = get_xp(self.device)
+        # One FFT backend per stage: on the GPU it holds the cuFFT plans and fused kernels.
+        self.fft = FourierBackend(self.xp, workers=self.config.fft_workers)
+        self._method = {"zogy": self._run_zogy, "classic": self._run_classic}[self.config.method]
+
+    def run(self, reference: Exposure, science: Exposure, *, flux_ratio: float | None = None) -> DifferenceResult:
+        """Difference ``science - reference``.
+
+        Parameters
+        ----------
+        reference, science : Exposure
+            Background-subtracted, same pixel grid.
+        flux_ratio : float, optional
+            ``F_n / F_r`` for this pair (overrides the config; None: config, else fitted).
+
+        Raises
+        ------
+        InvalidInputError
+            Shapes differ, no usable pixels, zero variance everywhere, a PSF
+            that cannot be normalised, or too few stars to fit the flux ratio.
+        """
+        t0 = time.perf_counter()
+        src = science.exposure_id or reference.exposure_id or None
+        try:
+            inputs = self._prepare(reference, science)
+            ratio = flux_ratio if flux_ratio is not None else self.config.flux_ratio
+            meta: dict = {"timings_ms": {}}
+            t1 = time.perf_counter()
+            if ratio is None and self.config.method == "zogy":  # classic fits its own scale
+                box = max(reference.psf.shape + science.psf.shape)
+                fit = fit_flux_ratio(inputs["R"], inputs["N"], variance_reference=inputs["VR"],
+                                     variance_science=inputs["VN"], good=inputs["good"], box=box,
+                                     min_snr=self.config.ratio_min_snr, clip_sigma=self.config.clip_sigma)
+                ratio = fit.ratio
+                meta["flux_ratio_fit"] = {"ratio": fit.ratio, "ratio_err": fit.ratio_err,
+                                          "n_stars": fit.n_stars, "n_used": fit.n_used}
+            elif ratio is not None and (not (ratio > 0) or not np.isfinite(ratio)):
+                raise InvalidInputError(f"flux_ratio must be positive and finite, got {ratio!r}")
+            meta["timings_ms"]["flux_ratio"] = 1e3 * (time.perf_counter() - t1)
+            t2 = time.perf_counter()
+            result = self._method(inputs, reference.psf, science.psf, None if ratio is None else float(ratio), meta)
+            meta["timings_ms"]["difference"] = 1e3 * (time.perf_counter() - t2)
+        except InvalidInputError as exc:
+            if src and exc.source is None:
+                raise InvalidInputError(exc.reason, source=src) from None
+            raise
+        result.score[inputs["bad"]] = 0.0
+        result.mask = inputs["mask"]
+        meta["timings_ms"]["total"] = 1e3 * (time.perf_counter() - t0)
+        return result if self.config.keep_on_device else result.to_numpy()
+
+    # ------------------------------------------------------------------ steps
+
+    def _prepare(self, reference: Exposure, science: Exposure) -> dict:
+        xp = self.xp
+        if reference.shape != science.shape:
+            raise InvalidInputError(
+                f"reference shape {reference.shape} and science shape {science.shape} differ "
+                "(resample both onto the same pixel grid first)")
+        for name, e in (("reference", reference), ("science", science)):
+            prepare_psf(e.psf, name=f"{name} PSF")  # fail early, before any device copy
+        out: dict = {}
+        masks = []
+        bads = []
+        for key, e in (("R", reference), ("N", science)):
+            img = xp.asarray(e.image)
+            var = xp.asarray(e.variance)
+            msk = xp.asarray(e.mask)
+            bad = ~xp.isfinite(img) | ~xp.isfinite(var) | (var <= 0)
+            masks.append(msk | xp.where(bad, np.uint32(MaskBits.NO_DATA), np.uint32(0)))
+            bad |= (msk & np.uint32(self.config.bad_bits)) != 0
+            bads.append(bad)
+            name = "reference" if key == "R" else "science"
+            if bool(bad.all()):
+                if bool(xp.all(var == 0)):
+                    raise InvalidInputError(f"{name} variance is zero everywhere")
+                raise InvalidInputError(f"{name} has no usable pixels (all flagged, NaN or zero variance)")
+            out[key] = xp.where(bad, np.float32(0), img)
+            out["V" + key] = xp.where(bad, np.float32(0), var)
+        out["bad"] = bads[0] | bads[1]
+        out["good"] = ~out["bad"]
+        if not bool(out["good"].any()):
+            raise InvalidInputError("no pixel is usable in both images")
+        out["mask"] = masks[0] | masks[1]
+        return out
+
+    def _run_zogy(self, inp, psf_r, psf_n, ratio, meta) -> DifferenceResult:
+        cfg = self.config
+        z = _zogy.zogy(inp["R"], inp["N"], psf_r, psf_n, flux_ratio=ratio,
+                       variance_reference=inp["VR"], variance_science=inp["VN"],
+                       sigma_astrometric=cfg.sigma_astrometric, source_noise=cfg.source_noise,
+                       difference_variance=cfg.difference_variance, pad=cfg.pad,
+                       fourier_floor=cfg.fourier_floor, recenter_psf=cfg.recenter_psf, backend=self.fft)
+        variance = z.difference_variance
+        if isinstance(variance, float):
+            variance = self.xp.full(z.difference.shape, variance, dtype=self.xp.float32)
+        meta.update(z.meta, flux_normalisation=z.flux_normalisation, fft_shape=z.fft_shape)
+        return DifferenceResult(difference=z.difference, score=z.score, variance=variance, psf=z.psf,
+                                zero_point=z.zero_point, flux_ratio=ratio, flux=z.flux, flux_err=z.flux_err,
+                                mask=None, matched_filter=z.matched_filter, method="zogy",
+                                device=self.device, meta=meta)
+
+    def _run_classic(self, inp, psf_r, psf_n, ratio, meta) -> DifferenceResult:  # ratio None: fit the scale
+        cfg = self.config
+        c = _classic.classic_difference(inp["R"], inp["N"], psf_r, psf_n, variance_reference=inp["VR"],
+                                        variance_science=inp["VN"], good=inp["good"], flux_ratio=ratio,
+                                        fit_offset=cfg.fit_offset, clip_sigma=cfg.clip_sigma,
+                                        score=cfg.classic_score, recenter_psf=cfg.recenter_psf,
+                                        backend=self.fft)
+        meta.update(c.meta, offset=c.offset, convolved=c.convolved)
+        return DifferenceResult(difference=c.difference, score=c.score, variance=c.variance, psf=c.psf,
+                                zero_point=1.0, flux_ratio=c.scale, flux=c.flux, flux_err=c.flux_err,
+                                mask=None, matched_filter=None, method="classic", device=self.device,
+                                meta=meta)
+
+
+def difference(reference: Exposure, science: Exposure, **options) -> DifferenceResult:
+    """One-off :class:`Differencer` run: ``difference(ref, sci, method="zogy", device="cpu")``."""
+    return Differencer(DifferenceConfig(**options)).run(reference, science)
+
+
+class DifferenceBatch:
+    """Body of a Ray Data ``map_batches`` callable class (Ray-free; the Ray adapter wraps it).
+
+    Each batch row holds a science exposure (the columns of
+    :meth:`Exposure.to_row`) and its reference with the same columns
+    prefixed ``ref_``.  The output batch keeps the ids and adds
+    ``difference``, ``score``, ``diff_variance``, ``flux``, ``flux_err``,
+    ``diff_mask``, ``diff_psf``, ``zero_point``, ``flux_ratio`` and
+    ``error`` (the reason a bad row was quarantined, or "").
+
+    Parameters
+    ----------
+    config : DifferenceConfig or dict
+    """
+
+    OUTPUTS = ("difference", "score", "diff_variance", "flux", "flux_err", "diff_mask", "diff_psf")
+
+    def __init__(self, config: DifferenceConfig | dict | None = None):
+        if isinstance(config, dict):
+            config = DifferenceConfig(**config)
+        self.differencer = Differencer(config)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        n = len(batch["image"])
+        cols: dict[str, list] = {k: [] for k in self.OUTPUTS + ("zero_point", "flux_ratio", "error")}
+        for i in range(n):
+            sci = {k: batch[k][i] for k in batch if not k.startswith("ref_")}
+            ref = {k[4:]: batch[k][i] for k in batch if k.startswith("ref_")}
+            try:
+                res = self.differencer.run(Exposure.from_row(ref), Exposure.from_row(sci))
+            except InvalidInputError as exc:
+                for k in self.OUTPUTS:
+                    cols[k].append(np.zeros((0, 0), np.float32))
+                cols["zero_point"].append(np.nan)
+                cols["flux_ratio"].append(np.nan)
+                cols["error"].append(str(exc))
+                continue
+            for k, v in zip(self.OUTPUTS, (res.difference, res.score, res.variance, res.flux, res.flux_err,
+                                           res.mask, res.psf)):
+                cols[k].append(np.asarray(v))
+            cols["zero_point"].append(res.zero_point)
+            cols["flux_ratio"].append(res.flux_ratio)
+            cols["error"].append("")
+        out = {k: batch[k] for k in ("exposure_id", "ref_exposure_id") if k in batch}
+        for k in self.OUTPUTS:
+            out[k] = _stack_or_objects(cols[k])
+        out["zero_point"] = np.asarray(cols["zero_point"], np.float64)
+        out["flux_ratio"] = np.asarray(cols["flux_ratio"], np.float64)
+        out["error"] = np.asarray(cols["error"], dtype=object)
+        return out
+
+
+def _stack_or_objects(arrays: list) -> np.ndarray:
+    shapes = {a.shape for a in arrays}
+    if len(shapes) == 1:
+        return np.stack(arrays)
+    out = np.empty(len(arrays), dtype=object)
+    for i, a in enumerate(arrays):
+        out[i] = a
+    return out

@@ -1,0 +1,148 @@
+"""Differencer stage on Exposure records: both methods, masks, bad inputs, the map_batches body."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astroray.errors import ConfigError, DeviceUnavailableError, InvalidInputError
+from astroray.config import config_from_dict
+from astroray.imaging.difference import DifferenceBatch, DifferenceConfig, Differencer, DifferenceResult
+from astroray.kernels.backend import gpu_available
+from astroray.records import Exposure, MaskBits
+
+
+def gaussian_psf(sigma, size=25):
+    yy, xx = np.indices((size, size), dtype=np.float64) - size // 2
+    p = np.exp(-0.5 * (xx ** 2 + yy ** 2) / sigma ** 2)
+    return p / p.sum()
+
+
+def render(shape, ys, xs, fluxes, sigma):
+    img = np.zeros(shape)
+    yy, xx = np.indices(shape)
+    for y, x, f in zip(ys, xs, fluxes):  # small images: a full-frame Gaussian per source is fine
+        img += f * np.exp(-0.5 * ((yy - y) ** 2 + (xx - x) ** 2) / sigma ** 2) / (2 * np.pi * sigma ** 2)
+    return img
+
+
+def make_pair(seed=0, shape=(256, 256), ratio=1.25, transient=(128.0, 96.0, 4000.0)):
+    rng = np.random.default_rng(seed)
+    n = 50
+    ys, xs = rng.uniform(15, shape[0] - 15, n), rng.uniform(15, shape[1] - 15, n)
+    f = np.exp(rng.uniform(np.log(5e3), np.log(2e5), n))
+    mr = render(shape, ys, xs, f, 1.5)
+    mn = render(shape, ys, xs, f * ratio, 2.2) + render(shape, [transient[0]], [transient[1]], [transient[2]], 2.2)
+    vr, vn = 25.0 + mr, 64.0 + mn
+    R = mr + rng.normal(size=shape) * np.sqrt(vr)
+    N = mn + rng.normal(size=shape) * np.sqrt(vn)
+    zero = np.zeros(shape, np.uint32)
+    ref = Exposure(R, vr, zero, gaussian_psf(1.5), meta={"exposure_id": "ref-1"})
+    sci = Exposure(N, vn, zero.copy(), gaussian_psf(2.2), meta={"exposure_id": "sci-1"})
+    return ref, sci
+
+
+@pytest.mark.parametrize("method", ["zogy", "classic"])
+def test_run_finds_the_transient(method):
+    ref, sci = make_pair()
+    res = Differencer(DifferenceConfig(method=method, device="cpu")).run(ref, sci)
+    assert isinstance(res, DifferenceResult)
+    assert res.method == method and res.device == "cpu"
+    for name in ("difference", "score", "variance", "flux", "flux_err"):
+        arr = getattr(res, name)
+        assert isinstance(arr, np.ndarray) and arr.shape == (256, 256) and arr.dtype == np.float32, name
+    assert res.flux_ratio == pytest.approx(1.25, rel=0.02)
+    assert res.psf.sum() == pytest.approx(1.0, abs=1e-6)
+    peak = np.unravel_index(np.argmax(res.score), res.score.shape)
+    assert abs(peak[0] - 128) <= 1 and abs(peak[1] - 96) <= 1
+    assert res.flux[128, 96] == pytest.approx(4000.0, rel=0.1)
+    assert (res.score > 5).sum() < 200  # the transient's footprint, nothing else of note
+    if method == "zogy":
+        assert res.matched_filter is not None and res.zero_point > 0
+        assert "flux_ratio_fit" in res.meta
+    else:
+        assert res.zero_point == 1.0
+
+
+def test_masked_and_nan_pixels_are_flagged_and_scored_zero():
+    ref, sci = make_pair()
+    sci.image[10:14, 200:204] = np.nan
+    ref.mask[50, 50] = MaskBits.SAT
+    res = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25)).run(ref, sci)
+    assert np.all(np.isfinite(res.score)) and np.all(np.isfinite(res.difference))
+    assert np.all(res.mask[10:14, 200:204] & MaskBits.NO_DATA)
+    assert res.mask[50, 50] & MaskBits.SAT
+    assert np.all(res.score[10:14, 200:204] == 0) and res.score[50, 50] == 0
+
+
+def test_astrometric_term_lowers_the_score_on_stars_only():
+    ref, sci = make_pair()
+    plain = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25)).run(ref, sci)
+    ast = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25, sigma_astrometric=(0.2, 0.2))).run(ref, sci)
+    assert np.all(np.abs(ast.score) <= np.abs(plain.score) * (1 + 1e-4) + 1e-3)
+    np.testing.assert_allclose(ast.difference, plain.difference)
+    # The term is the squared gradient of the filtered images: large on the bright stars, small elsewhere.
+    ratio = np.abs(ast.score) / np.maximum(np.abs(plain.score), 1e-3)
+    assert np.median(ratio) > 0.95 and ratio.min() < 0.5
+
+
+@pytest.mark.parametrize("case, match", [
+    ("shape", "differ"),
+    ("zero_variance", "zero everywhere"),
+    ("psf", "cannot be normalised"),
+    ("all_flagged", "no usable pixels"),
+])
+def test_bad_inputs_name_the_exposure(case, match):
+    ref, sci = make_pair(shape=(128, 128), transient=(64.0, 64.0, 1e3))
+    if case == "shape":
+        sci = Exposure(sci.image[:120], sci.variance[:120], sci.mask[:120], sci.psf, meta=sci.meta)
+    elif case == "zero_variance":
+        sci.variance[:] = 0
+    elif case == "psf":
+        ref.psf[:] = 0
+    elif case == "all_flagged":
+        ref.mask[:] = MaskBits.BAD
+    with pytest.raises(InvalidInputError, match=match) as info:
+        Differencer(DifferenceConfig(device="cpu", flux_ratio=1.0)).run(ref, sci)
+    assert info.value.source == "sci-1"
+
+
+def test_config_rejects_typos_and_bad_values():
+    with pytest.raises(ConfigError, match="unknown key"):
+        config_from_dict(DifferenceConfig, {"methd": "zogy"})
+    with pytest.raises(ConfigError):
+        config_from_dict(DifferenceConfig, {"method": "hotpants"})
+    with pytest.raises(ConfigError):
+        config_from_dict(DifferenceConfig, {"sigma_astrometric": [-0.1, 0.0]})
+
+
+@pytest.mark.skipif(gpu_available(), reason="a GPU is present here")
+def test_gpu_asked_without_one_fails_clearly():
+    with pytest.raises(DeviceUnavailableError):
+        Differencer(DifferenceConfig(device="gpu"))
+
+
+def _batch(pairs):
+    rows = [(r.to_row(), s.to_row()) for r, s in pairs]
+    batch = {}
+    for key in rows[0][1]:
+        batch[key] = _col([s[key] for _, s in rows])
+        batch["ref_" + key] = _col([r[key] for r, _ in rows])
+    return batch
+
+
+def _col(values):
+    if isinstance(values[0], np.ndarray) and len({v.shape for v in values}) == 1:
+        return np.stack(values)
+    out = np.empty(len(values), object)
+    out[:] = values
+    return out
+
+
+def test_batch_body_differences_rows_and_quarantines_bad_ones():
+    good = make_pair(shape=(128, 128), transient=(64.0, 64.0, 3e3))
+    bad = make_pair(seed=1, shape=(128, 128), transient=(64.0, 64.0, 3e3))
+    bad[1].variance[:] = 0
+    out = DifferenceBatch({"device": "cpu", "flux_ratio": 1.25})(_batch([good, bad]))
+    assert list(out["error"]) [0] == "" and "zero everywhere" in out["error"][1]
+    assert out["score"][0].shape == (128, 128) and out["score"][1].size == 0
+    assert out["flux_ratio"][0] == 1.25 and np.isnan(out["flux_ratio"][1])
