@@ -180,23 +180,29 @@ def _forced_points(fp_hists, source) -> list[tuple[float, str, float, float]]:
 
 def _prv_history(object_id: str, prv_candidates, source) -> LightCurve:
     n = len(prv_candidates)
-    mjd, flux, err = np.empty(n), np.empty(n), np.empty(n)
+    jd, mag, sig, lim = np.empty(n), np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     band = np.empty(n, dtype=object)
     detected = np.zeros(n, dtype=bool)
+    negative = np.zeros(n, dtype=bool)
     for i, p in enumerate(prv_candidates):
         if p.get("jd") is None or p.get("fid") is None:
             raise InvalidAlertError(f"prv_candidates[{i}] lacks jd or fid", source=source)
-        mjd[i] = p["jd"] - JD_TO_MJD
+        jd[i] = p["jd"]
         try:
             band[i] = normalize_band(p["fid"])
         except InvalidInputError as exc:
             raise InvalidAlertError(f"prv_candidates[{i}]: {exc.reason}", source=source) from None
         if p.get("candid") is not None and p.get("magpsf") is not None and p.get("sigmapsf") is not None:
-            flux[i], err[i] = ztf_flux(p["magpsf"], p["sigmapsf"], p.get("isdiffpos"))
-            detected[i] = True
-        else:
-            flux[i], err[i] = np.nan, ztf_limit_flux_err(p.get("diffmaglim"))
-    return LightCurve(object_id, mjd, band.astype(str), flux, err, detected, survey="ztf")
+            mag[i], sig[i], detected[i] = p["magpsf"], p["sigmapsf"], True
+            negative[i] = not is_positive_difference(p.get("isdiffpos"))
+        elif p.get("diffmaglim") is not None:
+            lim[i] = p["diffmaglim"]
+    # One vectorised conversion: detections from magpsf (signed), limits from diffmaglim.
+    flux, err = mag_to_flux(mag, sig)
+    flux = np.where(negative, -flux, flux)
+    err = np.where(detected, err, mag_to_flux(lim) / 5.0)
+    flux = np.where(detected, flux, np.nan)
+    return LightCurve(object_id, jd - JD_TO_MJD, band.astype(str), flux, err, detected, survey="ztf")
 
 
 def _plain(value):
