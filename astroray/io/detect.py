@@ -132,7 +132,7 @@ def _detect(path: Path, head: bytes, fh: IO[bytes]) -> FileFormat:
     suffix = path.suffix.lower()
     stem = path.name.lower()
     if container == "gzip":
-        return FileFormat("unknown", "gzip", "gzip-compressed file")
+        return _detect_gzip(path)
     if not head:
         return FileFormat("unknown", "empty", "empty file")
     text = _as_text(head)
@@ -146,6 +146,25 @@ def _detect(path: Path, head: bytes, fh: IO[bytes]) -> FileFormat:
     if suffix == ".csv" or (suffix not in _TEXT_SUFFIXES and _first_line(text).count(",") >= 1):
         return _detect_csv(path, text)
     return FileFormat("text", suffix.lstrip(".") or "text")
+
+
+def _detect_gzip(path: Path) -> FileFormat:
+    """Gzipped FITS and CSV are read as they are (astropy and pyarrow decompress); other content is not."""
+    import gzip
+
+    try:
+        with gzip.open(path, "rb") as fh:
+            inner = fh.read(_HEAD_BYTES)
+    except (OSError, EOFError) as exc:
+        return FileFormat("unknown", "gzip", f"corrupt gzip stream ({type(exc).__name__})")
+    container = sniff_container(inner)
+    if container == "fits":
+        return _detect_fits(path)
+    text = _as_text(inner) if container is None else None
+    if text is not None and path.name.lower().endswith(".csv.gz"):
+        found = _detect_csv(path, text)
+        return FileFormat(found.kind, found.format + ".gz", found.detail)
+    return FileFormat("unknown", "gzip", f"gzip-compressed {container or 'content'} that astroray does not read")
 
 
 def _as_text(head: bytes) -> str | None:
@@ -252,6 +271,8 @@ def _detect_fits(path: Path) -> FileFormat:
 def _fits_kind(path: Path, fits) -> FileFormat:
     with fits.open(path, memmap=False, lazy_load_hdus=True) as hdus:
         for hdu in hdus:
+            if isinstance(hdu, fits.CompImageHDU):  # tile-compressed image (.fz), stored as a table
+                return FileFormat("image", "fits-image", "tile-compressed")
             if isinstance(hdu, fits.BinTableHDU):
                 cols = {c.upper() for c in hdu.columns.names}
                 if {"SNID", "PTROBS_MIN", "PTROBS_MAX"} <= cols:

@@ -324,7 +324,7 @@ def _format_of(source: Source, label: str) -> tuple[FileFormat, Path | None, byt
 
 
 def _base_format(fmt: str) -> str:
-    return re.sub(r"-(csv|parquet)$", "", fmt)
+    return re.sub(r"-(csv|csv\.gz|parquet)$", "", fmt)
 
 
 def _load_table(src, label: str) -> pa.Table:

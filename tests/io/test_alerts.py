@@ -354,3 +354,12 @@ def test_ztf_4_forced_photometry_joins_history(shared_data):
     assert len(forced) == 1
     assert forced.flux[0] == pytest.approx(150.0 * 10 ** (-0.4 * (26.0 - 31.4)))
     assert forced.flux_err[0] == pytest.approx(10.0 * 10 ** (-0.4 * (26.0 - 31.4)))
+
+
+def test_json_list_and_json_lines(shared_data):
+    doc = json.loads((shared_data / "alerts/lsst/schema/10/0/sample_data/alert.json").read_text())
+    second = dict(doc, diaSourceId=doc["diaSourceId"] + 1)
+    as_list = read_alerts(json.dumps([doc, second]).encode(), name="list.json")
+    as_lines = read_alerts((json.dumps(doc) + "\n" + json.dumps(second) + "\n").encode(), name="alerts.jsonl")
+    assert [a.alert_id for a in as_list] == [a.alert_id for a in as_lines] == \
+        [str(doc["diaSourceId"]), str(doc["diaSourceId"] + 1)]

@@ -81,3 +81,22 @@ def test_classify_columns_by_role():
     assert classify_columns(["a", "b"])[:2] == ("metadata", "table")
     many = [f"feat{i}_{b}" for i in range(15) for b in "12"]
     assert classify_columns(["oid"] + many)[:2] == ("features", "features")
+
+
+def test_gzipped_csv_and_fits_are_recognised(shared_data, tmp_path):
+    import gzip
+
+    import numpy as np
+    from astropy.io import fits
+
+    from astroray.io.lightcurves import read_lightcurve
+
+    src = shared_data / "lightcurves/rrlyrae/light-curves/1013184.csv"
+    packed = tmp_path / "1013184.csv.gz"
+    packed.write_bytes(gzip.compress(src.read_bytes()))
+    assert detect_format(packed).format == "lc-csv.gz"
+    assert len(read_lightcurve(packed)) == len(read_lightcurve(src)) == 291
+    fits.PrimaryHDU(np.zeros((8, 8), np.float32)).writeto(tmp_path / "im.fits.gz")
+    assert detect_format(tmp_path / "im.fits.gz") == FileFormat("image", "fits-image", "8x8")
+    (tmp_path / "other.gz").write_bytes(gzip.compress(bytes(range(256))))
+    assert detect_format(tmp_path / "other.gz").kind == "unknown"
