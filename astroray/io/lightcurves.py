@@ -28,7 +28,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -57,7 +57,6 @@ SNANA_ZEROPOINT = 27.5
 
 SNANA_DETECTION_BIT = 4096
 """``PHOTFLAG`` bit SNANA sets on epochs that passed the detection trigger."""
-
 
 
 class IncompleteFileWarning(UserWarning):
@@ -96,7 +95,7 @@ def read_lightcurve(source: Source, *, object_id: str | None = None, name: str |
     """
     label_name = source_name(source, name)
     lcs = _read_one(source, label_name, survey=survey, object_id=object_id)
-    if object_id is not None and len(lcs) > 1:
+    if object_id is not None:
         lcs = [lc for lc in lcs if lc.object_id == str(object_id)]
         if not lcs:
             raise InvalidLightCurveError(f"no object {object_id!r} in this file", source=label_name)
@@ -308,19 +307,30 @@ def _format_of(source: Source, label: str) -> tuple[FileFormat, Path | None, byt
     if not data:
         raise InvalidLightCurveError("empty input: no light-curve data", source=label)
     # In-memory input: write nothing to disk, detect from the bytes.
+    if data.startswith(b"Obj\x01"):
+        return FileFormat("alerts", "avro"), None, data
     if data.startswith(b"PAR1"):
         import pyarrow.parquet as pq
 
-        names = pq.ParquetFile(pa.BufferReader(data)).schema_arrow.names
+        try:
+            names = pq.ParquetFile(pa.BufferReader(data)).schema_arrow.names
+        except Exception as exc:  # noqa: BLE001
+            raise InvalidLightCurveError(f"corrupt Parquet ({type(exc).__name__}: {exc})", source=label) from None
         if "diaSource" in names or "candidate" in names:
             return FileFormat("alerts", "parquet"), None, data
-        kind, base, detail = classify_columns(names, label)
-        return FileFormat(kind, f"{base}-parquet", detail), None, data
-    if data.startswith(b"Obj\x01"):
-        return FileFormat("alerts", "avro"), None, data
-    first = data.split(b"\n", 1)[0].decode("utf-8", "replace")
-    kind, base, detail = classify_columns([c.strip().strip('"') for c in first.split(",")], label)
-    return FileFormat(kind, f"{base}-csv", detail), None, data
+        container = "parquet"
+    else:
+        first = data.split(b"\n", 1)[0].decode("utf-8", "replace")
+        names = [c.strip().strip('"') for c in first.split(",")]
+        container = "csv"
+
+    def magpsf_has_values() -> bool:
+        col = next(n for n in names if n.lower() == "magpsf")
+        table = _load_table(data, label)
+        return table.column(col).null_count < table.num_rows
+
+    kind, base, detail = classify_columns(names, label, magpsf_has_values)
+    return FileFormat(kind, f"{base}-{container}", detail), None, data
 
 
 def _base_format(fmt: str) -> str:
@@ -329,8 +339,12 @@ def _base_format(fmt: str) -> str:
 
 def _load_table(src, label: str) -> pa.Table:
     """CSV or Parquet (path or bytes) as an Arrow table."""
-    raw = src.read_bytes()[:4] if isinstance(src, Path) else bytes(src[:4])
-    if raw == b"PAR1":
+    if isinstance(src, Path):
+        with open(src, "rb") as fh:
+            magic = fh.read(4)
+    else:
+        magic = bytes(src[:4])
+    if magic == b"PAR1":
         import pyarrow.parquet as pq
 
         try:

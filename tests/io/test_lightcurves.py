@@ -1,9 +1,8 @@
 """Light-curve readers on the shared real files, checked against pandas/pyarrow/astropy reads."""
 from __future__ import annotations
 
-import math
+import io
 import os
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -243,3 +242,13 @@ def test_alerce_table_without_id_column(shared_data, tmp_path):
     df.assign(oid_missing=1).to_csv(bad, index=False)
     with pytest.raises(InvalidLightCurveError):
         read_lightcurve(bad)
+
+
+def test_in_memory_non_detections_and_truncated_parquet(shared_data):
+    csv = (shared_data / f"{ALERCE}/30_sne_non_detections.csv").read_bytes()
+    lcs = read_lightcurves(csv, name="limits.csv")
+    assert len(lcs) == 30 and all(lc.n_detections == 0 for lc in lcs)
+    assert sum(len(lc) for lc in lcs) == len(pd.read_csv(io.BytesIO(csv)).drop_duplicates(["objectId", "jd", "fid"]))
+    parquet = (shared_data / f"{LC}/alerce_lc_classifier/examples/data/non_detections_sample.parquet").read_bytes()
+    with pytest.raises(InvalidLightCurveError, match="cut.parquet: corrupt Parquet"):
+        read_lightcurves(parquet[: len(parquet) // 2], name="cut.parquet")
