@@ -363,3 +363,14 @@ def test_json_list_and_json_lines(shared_data):
     as_lines = read_alerts((json.dumps(doc) + "\n" + json.dumps(second) + "\n").encode(), name="alerts.jsonl")
     assert [a.alert_id for a in as_list] == [a.alert_id for a in as_lines] == \
         [str(doc["diaSourceId"]), str(doc["diaSourceId"] + 1)]
+
+
+@pytest.mark.parametrize("folder, expected", [
+    ("alerts/fink/datatest", 124),  # README: 124 real ZTF alerts with Fink outputs
+    ("alerts/fink_broker", 13),  # README: 13 raw real ZTF alerts
+    ("alerts/fink/or4_lsst7.1", 50),  # README: 50 simulated Rubin alerts
+    ("alerts/fink/hostless_detection", 25),  # README: 25 real Rubin LSSTCam alerts
+])
+def test_alert_counts_stated_in_data_readme(shared_data, folder, expected):
+    files = sorted((shared_data / folder).rglob("*.parquet"))
+    assert sum(len(read_alerts(f, cutouts=False)) for f in files) == expected
