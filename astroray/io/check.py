@@ -228,7 +228,7 @@ def _parse(path: Path, fmt: FileFormat, cutouts: bool) -> dict:
     if fmt.kind == "schema":
         return {"n_records": _parse_schema(path)}
     if fmt.kind == "image":
-        return {"n_records": _count_images(path)}
+        return {"n_records": _read_images(path, fmt)}
     if fmt.kind == "unknown" and (path.suffix.lower() in DATA_SUFFIXES or fmt.format != "unknown"):
         raise InvalidInputError(f"not a recognisable {fmt.format if fmt.format != 'unknown' else path.suffix} "
                                 f"file: {fmt.detail or 'content not understood'}", source=str(path))
@@ -278,6 +278,22 @@ def _schema_problem(node, where: str) -> str | None:
     if kind == "fixed" and "size" not in node:
         return f"{where}: fixed needs 'size'"
     return _schema_problem(kind, where) if isinstance(kind, (dict, list)) else None
+
+
+def _read_images(path: Path, fmt: FileFormat) -> int:
+    """Exposures through :func:`~astroray.io.fits.read_exposure`, plain images through ``read_image``."""
+    with open(path, "rb") as fh:
+        plain = fh.read(9) == b"SIMPLE  ="
+    if plain:  # the exposure readers take uncompressed FITS; compressed files are opened by astropy below
+        from astroray.io.fits import read_exposure, read_image
+
+        if fmt.format == "exposure-fits":
+            read_exposure(path)
+            return 1
+        if "tile-compressed" not in fmt.detail:
+            read_image(path)
+            return 1
+    return _count_images(path)
 
 
 def _count_images(path: Path) -> int:

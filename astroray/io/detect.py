@@ -270,6 +270,9 @@ def _detect_fits(path: Path) -> FileFormat:
 
 def _fits_kind(path: Path, fits) -> FileFormat:
     with fits.open(path, memmap=False, lazy_load_hdus=True) as hdus:
+        names = {str(h.header.get("EXTNAME", "")).upper() for h in hdus}
+        if {"IMAGE", "VARIANCE", "PSF"} <= names:  # astroray.io.fits.write_exposure's layout
+            return FileFormat("image", "exposure-fits", "IMAGE, VARIANCE, MASK, PSF HDUs")
         for hdu in hdus:
             if isinstance(hdu, fits.CompImageHDU):  # tile-compressed image (.fz), stored as a table
                 return FileFormat("image", "fits-image", "tile-compressed")

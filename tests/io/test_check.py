@@ -85,3 +85,27 @@ def test_broken_copy_reports_each_failure(shared_data, tmp_path):
 def test_missing_path_raises(tmp_path):
     with pytest.raises(InvalidInputError, match="no such file or folder"):
         check_path(tmp_path / "nope")
+
+
+def test_exposures_and_images_are_parsed(shared_data, tmp_path):
+    import numpy as np
+
+    from astroray.io.detect import detect_format
+    from astroray.io.fits import write_exposure
+    from astroray.records import Exposure
+
+    psf = np.zeros((5, 5), np.float32)
+    psf[2, 2] = 1.0
+    shape = (32, 32)
+    exposure = Exposure(np.ones(shape, np.float32), np.ones(shape, np.float32), np.zeros(shape, np.uint32), psf,
+                        meta={"exposure_id": "e1", "band": "r"})
+    write_exposure(exposure, tmp_path / "e1.fits")
+    data = (tmp_path / "e1.fits").read_bytes()
+    (tmp_path / "cut.fits").write_bytes(data[: len(data) - 2880])
+    shutil.copy(shared_data / "images/sep/image.fits", tmp_path / "frame.fits")
+    assert detect_format(tmp_path / "e1.fits").format == "exposure-fits"
+    report = check_path(tmp_path)
+    assert report.n_files == 3
+    assert [f.path for f in report.failures] == ["cut.fits"]
+    assert "truncated" in report.failures[0].error
+    assert {(r["format"], r["files"]) for r in report.by_format()} == {("exposure-fits", 1), ("fits-image", 1)}
