@@ -14,8 +14,22 @@ from astroray.datasets.images import (
     ImagePairConfig,
     simulate_pair,
 )
+from astroray.datasets.lightcurves import (
+    CLASSES,
+    OBSERVED_CLASS_WEIGHTS,
+    LightCurveConfig,
+    LightCurveSet,
+    simulate_lightcurve_table,
+    simulate_lightcurves,
+)
 
 __all__ = [
+    "CLASSES",
+    "OBSERVED_CLASS_WEIGHTS",
+    "LightCurveConfig",
+    "LightCurveSet",
+    "simulate_lightcurve_table",
+    "simulate_lightcurves",
     "CHANGE_KINDS",
     "REAL_KINDS",
     "TRUTH_COLUMNS",
