@@ -76,11 +76,12 @@ def pixel_to_sky(header: str, x, y) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(ra), np.asarray(dec)
 
 
-def _counts_to_njy(zero_point):
-    """nJy per count, for a zero point given as the AB magnitude of one count."""
+def _counts_to_njy(meta: dict) -> float:
+    """nJy per image count, for ``zero_point`` = AB magnitude giving one count per second of ``exptime``."""
+    zero_point, exptime = meta.get("zero_point"), meta.get("exptime") or 1.0
     if zero_point is None or not np.isfinite(zero_point):
         return np.nan
-    return 10.0 ** (-0.4 * (float(zero_point) - AB_NJY_ZEROPOINT))
+    return 10.0 ** (-0.4 * (float(zero_point) - AB_NJY_ZEROPOINT)) / float(exptime)
 
 
 class ImagePipeline:
@@ -174,7 +175,7 @@ class ImagePipeline:
                   (("science", sci.image), ("reference", ref.image), ("difference", diff.difference))}
         sign = catalog["sign"].to_numpy()
         likeness = psf_likeness(stamps["difference"] * sign[:, None, None], np.asarray(diff.psf))
-        scale = _counts_to_njy(sci.meta.get("zero_point"))
+        scale = _counts_to_njy(sci.meta)
         band = str(sci.meta.get("band", ""))
         mjd = float(sci.meta.get("mjd", np.nan))
         survey = str(sci.meta.get("survey", ""))

@@ -19,6 +19,7 @@ from astroray.config import AstrorayConfig, astroray_home
 from astroray.datasets import ImagePairConfig, simulate_pair
 from astroray.imaging.pipeline import ImagePipelineConfig
 from astroray.io.fits import write_exposure
+from astroray.ray.image_job import DifferenceJobConfig, run_pairs
 
 __all__ = ["DemoConfig", "DemoSummary", "run_demo", "match_to_truth"]
 
@@ -132,11 +133,6 @@ def run_demo(cfg: DemoConfig | None = None, *, progress: bool = True, verbose: b
     ``difference/`` (FITS), ``manifest.parquet`` (every input and its status),
     ``quarantine.parquet`` (bad inputs with the reason) and ``overview.png``.
     """
-    import ray
-    from tqdm.auto import tqdm
-
-    from astroray.ray.data import PairProcessor
-
     cfg = cfg or DemoConfig()
     t_start = time.perf_counter()
     out = Path(cfg.output_dir) if cfg.output_dir else astroray_home() / "demo"
@@ -145,29 +141,10 @@ def run_demo(cfg: DemoConfig | None = None, *, progress: bool = True, verbose: b
         (out / sub).mkdir(parents=True, exist_ok=True)
     manifest = _simulate_inputs(cfg, out / "inputs", out / "truth", progress)
 
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False, include_dashboard=False)  # joins the cluster under `ray job submit`
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # one bar of our own, counting pairs
-    ds = ray.data.from_items(manifest).map_batches(
-        PairProcessor,
-        fn_constructor_kwargs=dict(pipeline_config=cfg.pipeline.model_dump(mode="json"), output_dir=str(out)),
-        batch_size=1,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=min(cfg.num_actors, len(manifest))),
-        num_gpus=cfg.num_gpus_per_actor or None,
-    )
-    statuses = []
-    with tqdm(total=len(manifest), desc="difference+detect", unit="pair", disable=not progress) as bar:
-        for row in ds.iter_rows():
-            statuses.append(row)
-            bar.update(1)
-    status = pd.DataFrame(statuses)
-    status = pd.DataFrame(manifest).merge(status, on="pair_id", how="left").sort_values("pair_id")
-    status["status"] = status["status"].fillna("lost")  # never expected; kept so nothing vanishes silently
-    status.to_parquet(out / "manifest.parquet", index=False)
+    job = DifferenceJobConfig(pipeline=cfg.pipeline, num_actors=cfg.num_actors,
+                              num_gpus_per_actor=cfg.num_gpus_per_actor, write_difference=True)
+    status = run_pairs(pd.DataFrame(manifest), out, job, progress=progress)
     quarantined = status[status["status"] != "ok"]
-    quarantined.to_parquet(out / "quarantine.parquet", index=False)
 
     catalog = _read_parts(out / "catalog")
     truth = _read_parts(out / "truth")
