@@ -22,8 +22,13 @@ from astroray.datasets.lightcurves import (
     simulate_lightcurve_table,
     simulate_lightcurves,
 )
+from astroray.datasets.text import Document, TextConfig, load_gazetteer, simulate_documents
 
 __all__ = [
+    "Document",
+    "TextConfig",
+    "load_gazetteer",
+    "simulate_documents",
     "CLASSES",
     "OBSERVED_CLASS_WEIGHTS",
     "LightCurveConfig",
