@@ -65,6 +65,8 @@ class DifferenceConfig(AstrorayConfig):
         (otherwise the background-only constant, about 1).
     pad : int or None
         Zero padding against wrap-around (default: three times the larger PSF side).
+    tile_overlap : int or None
+        Margin of each tile when a PSF grid is given (default: ``pad``).
     fourier_floor : float
         ZOGY denominator floor relative to its zero-frequency value.
     recenter_psf : bool
@@ -92,6 +94,7 @@ class DifferenceConfig(AstrorayConfig):
     source_noise: bool = True
     difference_variance: bool = False
     pad: int | None = Field(default=None, ge=1)
+    tile_overlap: int | None = Field(default=None, ge=0)
     fourier_floor: float = Field(default=1e-8, gt=0, lt=1)
     recenter_psf: bool = True
     fft_workers: int = -1
@@ -182,7 +185,8 @@ class Differencer:
         self.fft = FourierBackend(self.xp, workers=self.config.fft_workers)
         self._method = {"zogy": self._run_zogy, "classic": self._run_classic}[self.config.method]
 
-    def run(self, reference: Exposure, science: Exposure, *, flux_ratio: float | None = None) -> DifferenceResult:
+    def run(self, reference: Exposure, science: Exposure, *, flux_ratio: float | None = None,
+            psf_reference=None, psf_science=None) -> DifferenceResult:
         """Difference ``science - reference``.
 
         Parameters
@@ -191,6 +195,10 @@ class Differencer:
             Background-subtracted, same pixel grid.
         flux_ratio : float, optional
             ``F_n / F_r`` for this pair (overrides the config; None: config, else fitted).
+        psf_reference, psf_science : ndarray (h, w) or (ny, nx, h, w), optional
+            PSFs to use instead of the exposures' stamps; a grid of stamps
+            (ZOGY only) describes a spatially varying PSF over ``ny x nx``
+            equal tiles, differenced tile by tile with overlapping margins.
 
         Raises
         ------
@@ -217,7 +225,11 @@ class Differencer:
                 raise InvalidInputError(f"flux_ratio must be positive and finite, got {ratio!r}")
             meta["timings_ms"]["flux_ratio"] = 1e3 * (time.perf_counter() - t1)
             t2 = time.perf_counter()
-            result = self._method(inputs, reference.psf, science.psf, None if ratio is None else float(ratio), meta)
+            psf_r = reference.psf if psf_reference is None else np.asarray(psf_reference)
+            psf_n = science.psf if psf_science is None else np.asarray(psf_science)
+            if self.config.method == "classic" and (psf_r.ndim != 2 or psf_n.ndim != 2):
+                raise InvalidInputError("the classic method takes one PSF stamp per image, not a grid")
+            result = self._method(inputs, psf_r, psf_n, None if ratio is None else float(ratio), meta)
             meta["timings_ms"]["difference"] = 1e3 * (time.perf_counter() - t2)
         except InvalidInputError as exc:
             if src and exc.source is None:
@@ -269,7 +281,8 @@ class Differencer:
                        variance_reference=inp["VR"], variance_science=inp["VN"],
                        sigma_astrometric=cfg.sigma_astrometric, source_noise=cfg.source_noise,
                        difference_variance=cfg.difference_variance, pad=cfg.pad,
-                       fourier_floor=cfg.fourier_floor, recenter_psf=cfg.recenter_psf, backend=self.fft)
+                       fourier_floor=cfg.fourier_floor, recenter_psf=cfg.recenter_psf,
+                       tile_overlap=cfg.tile_overlap, backend=self.fft)
         variance = z.difference_variance
         if isinstance(variance, float):
             variance = self.xp.full(z.difference.shape, variance, dtype=self.xp.float32)

@@ -105,7 +105,8 @@ def zogy(reference, science, psf_reference, psf_science, *, flux_ratio: float = 
          variance_reference=None, variance_science=None,
          sigma_astrometric: tuple[float, float] = (0.0, 0.0), source_noise: bool = True,
          difference_variance: bool = False, pad: int | None = None, fourier_floor: float = 1e-8,
-         recenter_psf: bool = True, backend: FourierBackend | None = None) -> ZogyResult:
+         recenter_psf: bool = True, tile_overlap: int | None = None,
+         backend: FourierBackend | None = None) -> ZogyResult:
     """ZOGY difference ``D``, ``S``, ``S_corr``, ``P_D``, ``F_D`` and the PSF-photometry flux.
 
     Parameters
@@ -114,8 +115,12 @@ def zogy(reference, science, psf_reference, psf_science, *, flux_ratio: float = 
         ``R`` and ``N``: background-subtracted, same pixel grid, finite
         (flagged pixels set to 0 with variance 0 by the caller).  NumPy or
         CuPy arrays; the computation runs where they live.
-    psf_reference, psf_science : array (h, w)
-        PSF stamps with odd sides; centred and normalised here.
+    psf_reference, psf_science : array (h, w) or (ny, nx, h, w)
+        PSF stamps with odd sides; centred and normalised here.  A grid of
+        stamps describes a spatially varying PSF: the image is cut into
+        ``ny x nx`` equal tiles, each differenced with its own PSFs over the
+        tile plus ``tile_overlap`` pixels on every side, and the tiles' cores
+        are put together (a single stamp is used on every tile).
     flux_ratio : float
         ``F_n / F_r``: science counts per reference count of the same star
         (``F_n`` is set to 1).
@@ -143,6 +148,9 @@ def zogy(reference, science, psf_reference, psf_science, *, flux_ratio: float = 
         frequencies instead of whitening numerical noise.
     recenter_psf : bool
         Shift each PSF so its centroid is on the middle pixel.
+    tile_overlap : int, optional
+        Margin around each tile (default: ``pad``), so a tile's core sees
+        the same neighbourhood as in an untiled run.
     backend : FourierBackend, optional
         Reuse one across calls (it holds the FFT plans on the GPU).
 
@@ -171,8 +179,8 @@ def zogy(reference, science, psf_reference, psf_science, *, flux_ratio: float = 
                 raise InvalidInputError(f"{name} variance is zero everywhere")
     if source_noise and VR is None:
         raise InvalidInputError("source_noise=True needs variance_reference and variance_science")
-    Pr = prepare_psf(psf_reference, name="reference PSF", recenter=recenter_psf)
-    Pn = prepare_psf(psf_science, name="science PSF", recenter=recenter_psf)
+    grid_r = _psf_grid(psf_reference, "reference PSF", recenter_psf)
+    grid_n = _psf_grid(psf_science, "science PSF", recenter_psf)
     if not (flux_ratio > 0) or not math.isfinite(flux_ratio):
         raise InvalidInputError(f"flux_ratio F_n/F_r must be positive and finite, got {flux_ratio!r}")
     good = None
@@ -186,12 +194,34 @@ def zogy(reference, science, psf_reference, psf_science, *, flux_ratio: float = 
     sx, sy = (float(v) for v in sigma_astrometric)
     if sx < 0 or sy < 0:
         raise InvalidInputError(f"sigma_astrometric must be >= 0, got {sigma_astrometric!r}")
+    side = max(max(p.shape) for p in grid_r.ravel().tolist() + grid_n.ravel().tolist())
     if pad is None:
-        pad = 3 * max(Pr.shape + Pn.shape)
+        pad = 3 * side
     fb = backend if backend is not None else FourierBackend(xp)
-    return _zogy_core(R, N, VR if source_noise else None, VN if source_noise else None, Pr, Pn,
-                      f_r=1.0 / float(flux_ratio), f_n=1.0, s_r=float(s_r), s_n=float(s_n), sx=sx, sy=sy,
-                      want_vd=difference_variance, pad=int(pad), floor=float(fourier_floor), fb=fb)
+    opts = dict(f_r=1.0 / float(flux_ratio), f_n=1.0, s_r=float(s_r), s_n=float(s_n), sx=sx, sy=sy,
+                want_vd=difference_variance, pad=int(pad), floor=float(fourier_floor), fb=fb)
+    VR, VN = (VR, VN) if source_noise else (None, None)
+    if grid_r.shape == grid_n.shape == (1, 1):
+        return _zogy_core(R, N, VR, VN, grid_r[0, 0], grid_n[0, 0], **opts)
+    return _zogy_tiled(R, N, VR, VN, grid_r, grid_n, overlap=int(pad if tile_overlap is None else tile_overlap),
+                       **opts)
+
+
+def _psf_grid(psf, name, recenter) -> np.ndarray:
+    """A PSF stamp (h, w) or a grid of stamps (ny, nx, h, w) as an (ny, nx) object array of prepared stamps."""
+    from astroray.kernels.backend import to_numpy
+
+    p = np.asarray(to_numpy(psf))
+    if p.ndim == 2:
+        p = p[None, None]
+    if p.ndim != 4:
+        raise InvalidInputError(f"{name} must be a stamp (h, w) or a grid of stamps (ny, nx, h, w), got shape {p.shape}")
+    out = np.empty(p.shape[:2], dtype=object)
+    for i in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            where = f" (tile {i}, {j})" if p.shape[:2] != (1, 1) else ""
+            out[i, j] = prepare_psf(p[i, j], name=name + where, recenter=recenter)
+    return out
 
 
 def _validate_pair(reference, science, xp):
@@ -391,6 +421,56 @@ def _zogy_core(R, N, VR, VN, Pr, Pn, *, f_r, f_n, s_r, s_n, sx, sy, want_vd, pad
                       score_variance=V_S, difference_variance=V_D, psf=psf_d, zero_point=f_d,
                       flux_normalisation=f_s, fft_shape=shape,
                       meta={"sigma_reference": s_r, "sigma_science": s_n, "f_r": f_r, "f_n": f_n})
+
+
+def _zogy_tiled(R, N, VR, VN, grid_r, grid_n, *, overlap, **opts) -> ZogyResult:
+    """ZOGY per tile with that tile's PSFs; overlapping margins keep the seams invisible."""
+    xp = opts["fb"].xp
+    ny, nx = max(grid_r.shape[0], grid_n.shape[0]), max(grid_r.shape[1], grid_n.shape[1])
+    for g, name in ((grid_r, "reference"), (grid_n, "science")):
+        if g.shape not in ((1, 1), (ny, nx)):
+            raise InvalidInputError(f"{name} PSF grid {g.shape} does not match the other grid {(ny, nx)}")
+    H, W = N.shape
+    if ny > H or nx > W:
+        raise InvalidInputError(f"PSF grid {(ny, nx)} has more tiles than the image {(H, W)} has pixels")
+    ey = np.linspace(0, H, ny + 1).round().astype(int)
+    ex = np.linspace(0, W, nx + 1).round().astype(int)
+    names = ("difference", "matched_filter", "score", "flux", "flux_err", "score_variance", "difference_variance")
+    out = {k: xp.empty((H, W), dtype=xp.float32) for k in names}
+    psfs = np.empty((ny, nx), dtype=object)
+    f_s = np.empty((ny, nx))
+    f_d = None
+    shape = None
+    for i in range(ny):
+        for j in range(nx):
+            y0, y1, x0, x1 = ey[i], ey[i + 1], ex[j], ex[j + 1]
+            a0, a1 = max(0, y0 - overlap), min(H, y1 + overlap)
+            b0, b1 = max(0, x0 - overlap), min(W, x1 + overlap)
+            win = (slice(a0, a1), slice(b0, b1))
+            t = _zogy_core(R[win], N[win], None if VR is None else VR[win], None if VN is None else VN[win],
+                           grid_r[i % grid_r.shape[0], j % grid_r.shape[1]],
+                           grid_n[i % grid_n.shape[0], j % grid_n.shape[1]], **opts)
+            core = (slice(y0 - a0, y1 - a0), slice(x0 - b0, x1 - b0))
+            for k in names:
+                v = getattr(t, k)
+                out[k][y0:y1, x0:x1] = v[core] if not isinstance(v, float) else v
+            psfs[i, j], f_s[i, j], f_d = t.psf, t.flux_normalisation, t.zero_point
+            shape = t.fft_shape
+    centre = psfs[min(ny - 1, ny // 2), min(nx - 1, nx // 2)]
+    side = max(p.shape[0] for p in psfs.ravel())
+    grid = np.zeros((ny, nx, side, side))
+    for i in range(ny):
+        for j in range(nx):
+            p = psfs[i, j]
+            o = (side - p.shape[0]) // 2
+            grid[i, j, o:o + p.shape[0], o:o + p.shape[1]] = p
+    return ZogyResult(difference=out["difference"], matched_filter=out["matched_filter"], score=out["score"],
+                      flux=out["flux"], flux_err=out["flux_err"], score_variance=out["score_variance"],
+                      difference_variance=out["difference_variance"], psf=centre, zero_point=f_d,
+                      flux_normalisation=float(f_s[min(ny - 1, ny // 2), min(nx - 1, nx // 2)]), fft_shape=shape,
+                      meta={"sigma_reference": opts["s_r"], "sigma_science": opts["s_n"], "f_r": opts["f_r"],
+                            "f_n": opts["f_n"], "psf_grid": grid, "flux_normalisation_grid": f_s,
+                            "tile_edges_y": ey.tolist(), "tile_edges_x": ex.tolist()})
 
 
 def _astrometric_variance(s, xp, sx, sy):

@@ -146,3 +146,15 @@ def test_batch_body_differences_rows_and_quarantines_bad_ones():
     assert list(out["error"]) [0] == "" and "zero everywhere" in out["error"][1]
     assert out["score"][0].shape == (128, 128) and out["score"][1].size == 0
     assert out["flux_ratio"][0] == 1.25 and np.isnan(out["flux_ratio"][1])
+
+
+def test_psf_grid_runs_tile_by_tile_and_classic_refuses_it():
+    ref, sci = make_pair(shape=(128, 128), transient=(64.0, 64.0, 3e3))
+    grid = np.broadcast_to(sci.psf, (2, 2) + sci.psf.shape)
+    cfg = DifferenceConfig(device="cpu", flux_ratio=1.25)
+    tiled = Differencer(cfg).run(ref, sci, psf_science=grid)
+    whole = Differencer(cfg).run(ref, sci)
+    np.testing.assert_allclose(tiled.score, whole.score, atol=1e-3 * np.abs(whole.score).max())
+    assert tiled.meta["psf_grid"].shape[:2] == (2, 2)
+    with pytest.raises(InvalidInputError, match="grid"):
+        Differencer(cfg.with_updates(method="classic")).run(ref, sci, psf_science=grid)
