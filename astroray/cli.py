@@ -109,7 +109,7 @@ def _cmd_demo(args) -> int:
         overrides["track"] = False
     cfg = load_config(args.config, DemoConfig, **overrides)
     summary = run_demo(cfg, progress=not args.no_progress)
-    return 0 if summary.n_ok > 0 else 1
+    return 0 if summary.n_ok > 0 and summary.n_failed == 0 else 1
 
 
 def _cmd_io_check(args) -> int:

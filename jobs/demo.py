@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     except AstrorayError as exc:
         print(f"demo job failed: {exc}", file=sys.stderr)
         return 2
-    return 0 if summary.n_ok > 0 else 1
+    return 0 if summary.n_ok > 0 and summary.n_failed == 0 else 1
 
 
 if __name__ == "__main__":

@@ -117,7 +117,9 @@ class PairProcessor:
     and writes its alerts and catalog as Parquet part files under
     ``output_dir/alerts`` and ``output_dir/catalog`` (the layout Ray Data and
     pyarrow read as one dataset).  A pair whose input is bad is quarantined:
-    its status row says why, and the other pairs go on.
+    its status row says why, and the other pairs go on.  An unexpected error
+    (a bug, not bad input) gives status ``failed`` with the exception, logged
+    with its traceback; it too does not stop the other pairs.
 
     Parameters
     ----------
@@ -154,6 +156,13 @@ class PairProcessor:
         except InvalidInputError as exc:
             return dict(pair_id=pair_id, status="quarantined", reason=str(exc), n_detections=0, n_alerts=0,
                         ms=(time.perf_counter() - t0) * 1e3)
+        except Exception as exc:  # a bug must not sink the other CCDs of the visit; it is reported, not hidden
+            import logging
+            import traceback
+
+            logging.getLogger("astroray").error("pair %s failed:\n%s", pair_id, traceback.format_exc())
+            return dict(pair_id=pair_id, status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
+                        n_detections=0, n_alerts=0, ms=(time.perf_counter() - t0) * 1e3)
         if self.write_difference:
             from astroray.io.fits import write_image
 

@@ -52,6 +52,7 @@ class DemoSummary:
     n_inputs: int
     n_ok: int
     n_quarantined: int
+    n_failed: int
     n_detections: int
     n_alerts: int
     n_injected_real: int
@@ -73,7 +74,8 @@ class DemoSummary:
         rows = [
             ("input pairs", self.n_inputs),
             ("  processed", self.n_ok),
-            ("  quarantined", self.n_quarantined),
+            ("  quarantined (bad input)", self.n_quarantined),
+            ("  failed (internal error)", self.n_failed),
             ("detections", self.n_detections),
             ("alerts written", self.n_alerts),
             ("injected real changes", self.n_injected_real),
@@ -164,7 +166,9 @@ def run_demo(cfg: DemoConfig | None = None, *, progress: bool = True, verbose: b
     overview = _overview(out, status, catalog, truth)
     n_alerts = int(status["n_alerts"].fillna(0).sum())
     summary = DemoSummary(
-        output_dir=out, n_inputs=len(status), n_ok=len(ok_pairs), n_quarantined=len(quarantined),
+        output_dir=out, n_inputs=len(status), n_ok=len(ok_pairs),
+        n_quarantined=int((status["status"] == "quarantined").sum()),
+        n_failed=int((status["status"] == "failed").sum()),
         n_detections=int(status["n_detections"].fillna(0).sum()), n_alerts=n_alerts,
         n_injected_real=n_real, n_recovered_real=n_rec, n_injected_bright=n_bright,
         n_recovered_bright=n_rec_bright, seconds=time.perf_counter() - t_start,
@@ -176,7 +180,7 @@ def run_demo(cfg: DemoConfig | None = None, *, progress: bool = True, verbose: b
     if verbose:
         print(summary.to_text())
         for row in quarantined.itertuples():
-            print(f"quarantined {row.pair_id}: {row.reason}")
+            print(f"{row.status} {row.pair_id}: {row.reason}")
     return summary
 
 

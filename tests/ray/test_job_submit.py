@@ -52,7 +52,7 @@ def test_demo_runs_under_ray_job_submit(ray_head, tmp_path):
     out = tmp_path / "out"
     config = tmp_path / "demo.yaml"
     config.write_text("n_pairs: 2\nn_corrupt: 1\nnum_actors: 1\ntrack: false\n"
-                      "simulation:\n  shape: [512, 512]\n")
+                      "simulation:\n  shape: [1024, 1024]\n")
     submit = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address",
               f"http://127.0.0.1:{DASHBOARD}", "--working-dir", str(REPO), "--", "python", "jobs/demo.py",
               "--config", str(config), "--out", str(out)]
