@@ -1,0 +1,103 @@
+"""GPU-only pieces of differencing: pinned host buffers, a copy stream, host-to-host ZOGY.
+
+Everything else in :mod:`astroray.kernels.difference` is written once against
+the array module and runs on the GPU when given CuPy arrays (cuFFT through
+:class:`~astroray.kernels.difference.common.FourierBackend`, with its plans
+kept in CuPy's plan cache, and the Fourier-space arithmetic fused into one
+kernel per step with :func:`cupy.fuse`).  What only exists on a GPU lives
+here: page-locked host memory, so copies run at full PCIe speed and
+asynchronously, and a dedicated copy stream.  CuPy is imported on use only.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from astroray.kernels.difference.common import FourierBackend
+from astroray.kernels.difference.zogy import ZogyResult, zogy
+
+__all__ = ["pinned_empty", "HostDeviceZogy"]
+
+
+def pinned_empty(shape, dtype=np.float32) -> np.ndarray:
+    """A NumPy array in page-locked (pinned) host memory.
+
+    Readers that fill these directly (FITS decode, Arrow blocks) save the
+    staging copy that pageable memory costs on every upload; copies from
+    and to them can be asynchronous.
+    """
+    import cupy
+
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    mem = cupy.cuda.alloc_pinned_memory(max(count * dtype.itemsize, 1))
+    # np.frombuffer keeps `mem` alive through the array's base.
+    return np.frombuffer(mem, dtype, count).reshape(shape)
+
+
+class HostDeviceZogy:
+    """ZOGY from pinned host inputs to pinned host outputs, copies on their own stream.
+
+    The four inputs (``R``, ``N``, ``VR``, ``VN``) are uploaded on a copy
+    stream, the differencing runs on a compute stream once they are in, and
+    the requested outputs come back on the copy stream into pinned buffers.
+    Buffers and streams are made once and reused for every pair of that shape.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape.
+    psf_reference, psf_science : ndarray
+        PSF stamps (or grids, see :func:`~astroray.kernels.difference.zogy.zogy`).
+    outputs : sequence of str
+        :class:`ZogyResult` fields to bring back (default D and S_corr).
+    **zogy_options
+        Passed to :func:`~astroray.kernels.difference.zogy.zogy`.
+    """
+
+    INPUTS = ("R", "N", "VR", "VN")
+
+    def __init__(self, shape, psf_reference, psf_science, *, outputs: Sequence[str] = ("difference", "score"),
+                 **zogy_options):
+        import cupy
+
+        self._cp = cupy
+        self.shape = tuple(shape)
+        self.psf_reference, self.psf_science = psf_reference, psf_science
+        self.outputs = tuple(outputs)
+        self.options = zogy_options
+        self._host_in = {k: pinned_empty(self.shape) for k in self.INPUTS}
+        self._dev_in = {k: cupy.empty(self.shape, dtype=cupy.float32) for k in self.INPUTS}
+        self._host_out = {k: pinned_empty(self.shape) for k in self.outputs}
+        self.copy_stream = cupy.cuda.Stream(non_blocking=True)
+        self.compute_stream = cupy.cuda.Stream(non_blocking=True)
+        self.fft = FourierBackend(cupy)
+
+    def host_inputs(self) -> dict[str, np.ndarray]:
+        """The pinned input buffers ``R``, ``N``, ``VR``, ``VN``: fill them, then :meth:`run`."""
+        return self._host_in
+
+    def run(self, *, flux_ratio: float, **overrides) -> dict[str, np.ndarray]:
+        """Difference the pair in the input buffers; returns the pinned output buffers (overwritten next call)."""
+        self.last_result = self.run_on_device(flux_ratio=flux_ratio, **overrides)
+        with self.copy_stream:
+            self.copy_stream.wait_event(self.compute_stream.record())
+            for k in self.outputs:
+                value = getattr(self.last_result, k)
+                value.get(stream=self.copy_stream, out=self._host_out[k])
+        self.copy_stream.synchronize()
+        return self._host_out
+
+    def run_on_device(self, *, flux_ratio: float, **overrides) -> ZogyResult:
+        """Upload the inputs and difference them; the result stays on the GPU."""
+        with self.copy_stream:
+            for k in self.INPUTS:
+                self._dev_in[k].set(self._host_in[k], stream=self.copy_stream)
+            uploaded = self.copy_stream.record()
+        with self.compute_stream:
+            self.compute_stream.wait_event(uploaded)
+            opts = {**self.options, **overrides}
+            d = self._dev_in
+            return zogy(d["R"], d["N"], self.psf_reference, self.psf_science, flux_ratio=flux_ratio,
+                        variance_reference=d["VR"], variance_science=d["VN"], backend=self.fft, **opts)
