@@ -20,7 +20,7 @@ from astroray.imaging.extraction import (
 from astroray.kernels.extract.testing import star_field
 from astroray.records import CATALOG_COLUMNS
 
-IMPLEMENTATIONS = ["sep"]  # "array" joins as its kernels land
+IMPLEMENTATIONS = ["sep", "array"]
 REF_NAMES = ["number", "x", "y", "xwin", "ywin", "x2", "y2", "xy", "errx2", "erry2", "errxy", "a", "flux_aper",
              "fluxerr_aper", "kron_radius", "flux_auto", "fluxerr_auto", "fr10", "fr50", "fr60", "flags"]
 

@@ -1,0 +1,137 @@
+"""The whole extraction, detection to photometry, on one device.
+
+Pixels and images stay on the device (NumPy or CuPy arrays); only per-object
+numbers go to the host, for cleaning (an order-dependent loop over ``n``
+objects) and for the final catalog.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from astroray.kernels.backend import array_module_of, to_numpy
+from astroray.kernels.extract import aperture as ap
+from astroray.kernels.extract.clean import clean_survivors
+from astroray.kernels.extract.detect import detect
+from astroray.kernels.extract.measure import analyse, minarea_threshold
+
+__all__ = ["ExtractOutput", "extract", "SEP_FIELDS"]
+
+SEP_FIELDS = ("thresh", "npix", "tnpix", "xmin", "xmax", "ymin", "ymax", "x", "y", "x2", "y2", "xy",
+              "errx2", "erry2", "errxy", "a", "b", "theta", "cxx", "cyy", "cxy", "cflux", "flux",
+              "cpeak", "peak", "xcpeak", "ycpeak", "xpeak", "ypeak", "flag")
+
+
+@dataclass
+class ExtractOutput:
+    """Catalog columns (device arrays), the segmentation map and the absolute threshold."""
+
+    columns: dict
+    segmentation: Any
+    threshold: float
+
+
+def _objects(data, det, *, min_area, deblend_nthresh, deblend_cont, gain, clean, clean_param, backend):
+    """Deblend, measure and clean; returns (pixels, measurements) of the surviving objects."""
+    xp = array_module_of(data)
+    pixels = det.pixels
+    thresh = det.object_thresh
+    centre = merged = base_flag = None
+    if deblend_nthresh > 1 and deblend_cont < 1.0 and pixels.n_objects:
+        from astroray.kernels.extract.deblend import deblend
+
+        out = deblend(pixels, thresh, nthresh=deblend_nthresh, mincont=deblend_cont, min_area=min_area,
+                      image_shape=data.shape, backend=backend)
+        pixels, thresh, centre, merged, base_flag = out.pixels, out.thresh, out.centre, out.merged, out.flag
+    meas = analyse(pixels, thresh, image_shape=data.shape, gain=gain, centre=centre, merged=merged,
+                   base_flag=base_flag)
+    n = pixels.n_objects
+    if clean and n > 1:
+        mthresh = minarea_threshold(pixels, min_area)
+        host = {k: to_numpy(meas[k]) for k in ("x", "y", "a", "b", "cxx", "cyy", "cxy", "fdflux", "thresh",
+                                               "npix", "abcor")}
+        keep = clean_survivors(host["x"], host["y"], host["a"], host["b"], host["cxx"], host["cyy"],
+                               host["cxy"], host["fdflux"], host["thresh"], host["npix"], host["abcor"],
+                               to_numpy(mthresh), clean_param=clean_param)
+        if not keep.all():
+            kept = np.flatnonzero(keep)
+            new_id = np.full(n, -1, dtype=np.int64)
+            new_id[kept] = np.arange(kept.size)
+            new_id = xp.asarray(new_id)
+            sel = new_id[pixels.obj] >= 0
+            pixels = pixels.take(xp.flatnonzero(sel), obj=new_id[pixels.obj][sel], n_objects=kept.size)
+            kept_d = xp.asarray(kept)
+            meas = {k: v[kept_d] for k, v in meas.items()}
+    return pixels, meas
+
+
+def extract(data, *, threshold, threshold_type="relative", error=None, mask=None, min_area=5,
+            filter_kernel=None, filter_type="matched", deblend_nthresh=32, deblend_cont=0.005, clean=True,
+            clean_param=1.0, gain=None, aperture_radius=5.0, aperture_subpix=5, kron_factor=2.5,
+            kron_min_radius=3.5, flux_fraction=0.5, backend="auto"):
+    """Detect, deblend, clean and measure sources (SEP's ``extract`` plus its aperture functions).
+
+    Parameters
+    ----------
+    data : array (H, W) float
+        Background-subtracted image, masked pixels zero (NumPy or CuPy).
+    threshold, threshold_type
+        Relative to ``error`` or absolute.
+    error : float or array (H, W), optional
+    mask : array (H, W) bool, optional
+    backend : {"auto", "cpu", "cuda"}
+        Where the per-object deblending kernel runs (``auto``: with the data).
+
+    Returns
+    -------
+    ExtractOutput
+    """
+    xp = array_module_of(data)
+    h, w = data.shape
+    det = detect(data, threshold=threshold, relative=threshold_type == "relative", error=error, mask=mask,
+                 kernel=filter_kernel, matched=filter_type == "matched", min_area=min_area)
+    pixels, meas = _objects(data, det, min_area=min_area, deblend_nthresh=deblend_nthresh,
+                            deblend_cont=deblend_cont, gain=gain, clean=clean, clean_param=clean_param,
+                            backend=backend)
+    n = pixels.n_objects
+    seg = xp.zeros((h, w), dtype=xp.int32)
+    if n:
+        seg[pixels.y, pixels.x] = (pixels.obj + 1).astype(xp.int32)
+    cols = {k: meas[k] for k in SEP_FIELDS}
+
+    # Isophotal error: the pixel variances over the object (+ Poisson term).
+    var_sum = xp.bincount(pixels.obj, weights=pixels.var.astype(xp.float64), minlength=n)[:n]
+    flux = cols["flux"].astype(xp.float64)
+    if gain:
+        var_sum = var_sum + xp.maximum(flux, 0) / gain
+    has_noise = error is not None
+    flux_err = xp.sqrt(var_sum) if has_noise else xp.full(n, xp.nan)
+    cols["flux_err"] = flux_err
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["snr"] = xp.where(flux_err > 0, flux / flux_err, xp.nan)
+
+    x, y = cols["x"], cols["y"]
+    a = cols["a"].astype(xp.float64)
+    b = cols["b"].astype(xp.float64)
+    theta = cols["theta"].astype(xp.float64)
+    f, fe, fl = ap.sum_circle(data, x, y, aperture_radius, error=error, mask=mask, gain=gain,
+                              subpix=aperture_subpix)
+    cols["flux_aper"], cols["flux_aper_err"], cols["flag_aper"] = f, fe if has_noise else xp.full(n, xp.nan), fl
+
+    cxx, cyy, cxy = ap.ellipse_coeffs(a, b, theta)
+    kr, kflag = ap.kron_radius(data, x, y, cxx, cyy, cxy, 6.0, mask=mask)
+    r_auto = xp.maximum(kron_factor * kr, kron_min_radius)
+    fa, fae, fla = ap.sum_ellipse(data, x, y, a, b, theta, r_auto, error=error, mask=mask, gain=gain, subpix=1)
+    cols["kron_radius"], cols["flux_auto"] = kr, fa
+    cols["flux_auto_err"] = fae if has_noise else xp.full(n, xp.nan)
+    cols["flag_auto"] = fla | kflag
+
+    fr, _ = ap.flux_radius(data, x, y, xp.maximum(6.0 * a, 1.0), flux_fraction,
+                           normflux=xp.where(fa > 0, fa, 1.0), mask=mask, subpix=5)
+    cols["flux_radius"] = xp.where(fa > 0, fr, xp.nan)
+    sig = 2.0 / 2.35 * xp.where(fa > 0, fr, 1.0)
+    xw, yw, fw = ap.winpos(data, x, y, xp.maximum(sig, 0.1), mask=mask)
+    cols["xwin"], cols["ywin"], cols["flag_win"] = xw, yw, fw
+    return ExtractOutput(cols, seg, det.threshold)
