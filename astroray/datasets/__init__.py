@@ -22,9 +22,19 @@ from astroray.datasets.lightcurves import (
     simulate_lightcurve_table,
     simulate_lightcurves,
 )
+from astroray.datasets.plots import plot_lightcurve_gallery, plot_pair_gallery, spans_to_html
 from astroray.datasets.text import Document, TextConfig, load_gazetteer, simulate_documents
+from astroray.datasets.writers import SIMULATORS, write_images, write_lightcurves, write_simulated, write_text
 
 __all__ = [
+    "SIMULATORS",
+    "plot_lightcurve_gallery",
+    "plot_pair_gallery",
+    "spans_to_html",
+    "write_images",
+    "write_lightcurves",
+    "write_simulated",
+    "write_text",
     "Document",
     "TextConfig",
     "load_gazetteer",
