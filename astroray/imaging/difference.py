@@ -159,6 +159,31 @@ class DifferenceResult:
     device: str
     meta: dict = field(default_factory=dict)
 
+    def flux_at(self, y, x) -> tuple[np.ndarray, np.ndarray]:
+        """Forced PSF photometry at sub-pixel positions: ``(flux, flux_err)`` in science counts.
+
+        :attr:`flux` holds the flux of a source centred on each pixel; it is a
+        smooth (PSF-filtered) image, so a cubic spline through the 9 x 9
+        pixels around ``(y, x)`` gives the flux of a source centred there.
+        """
+        from scipy.ndimage import map_coordinates
+
+        flux, err = to_numpy(self.flux), to_numpy(self.flux_err)
+        ys, xs = np.atleast_1d(np.asarray(y, np.float64)), np.atleast_1d(np.asarray(x, np.float64))
+        out_f = np.empty(ys.shape)
+        out_e = np.empty(ys.shape)
+        H, W = flux.shape
+        for k, (yk, xk) in enumerate(zip(ys, xs)):
+            if not (0 <= yk <= H - 1 and 0 <= xk <= W - 1):
+                raise InvalidInputError(f"position ({yk}, {xk}) is outside the image {flux.shape}")
+            iy = min(max(int(round(yk)), 4), H - 5) if H >= 9 else int(round(yk))
+            ix = min(max(int(round(xk)), 4), W - 5) if W >= 9 else int(round(xk))
+            win = (slice(max(iy - 4, 0), iy + 5), slice(max(ix - 4, 0), ix + 5))
+            at = [[yk - win[0].start], [xk - win[1].start]]
+            out_f[k] = map_coordinates(flux[win].astype(np.float64), at, order=3, mode="nearest")[0]
+            out_e[k] = map_coordinates(err[win].astype(np.float64), at, order=1, mode="nearest")[0]
+        return out_f, out_e
+
     def to_numpy(self) -> "DifferenceResult":
         """The same result with every array on the host."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}

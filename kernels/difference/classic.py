@@ -181,8 +181,8 @@ def _classic_core(R, N, VR, VN, good, Pr, Pn, *, flux_ratio, fit_offset, clip_si
             continue
         side = _kernel_side(cov)
         g = _gaussian_stamp(cov, side)
-        g_hat = fb.rfft2(embed_kernel(g, shape, xp), shape)
-        g2_hat = fb.rfft2(embed_kernel(g * g, shape, xp), shape)
+        g_hat = fb.rfft2_stamp(g, shape)
+        g2_hat = fb.rfft2_stamp(g * g, shape)
         if which == "reference":
             R = _convolve(fb, R, g_hat, shape, (H, W))
             VR = _convolve(fb, VR, g2_hat, shape, (H, W))
@@ -211,8 +211,8 @@ def _classic_core(R, N, VR, VN, good, Pr, Pn, *, flux_ratio, fit_offset, clip_si
     V = VN + (scale * scale) * VR
     xp.maximum(V, 0.0, out=V)
     # PSF photometry on D: flux = (D * P~) / sum P^2, var = (V * P^2) / (sum P^2)^2.
-    p_hat = fb.rfft2(embed_kernel(psf_d[::-1, ::-1], shape, xp), shape)
-    p2_hat = fb.rfft2(embed_kernel(psf_d * psf_d, shape, xp), shape)
+    p_hat = fb.rfft2_stamp(psf_d[::-1, ::-1], shape)
+    p2_hat = fb.rfft2_stamp(psf_d * psf_d, shape)
     norm = float((psf_d * psf_d).sum())
     flux = _convolve(fb, D, p_hat, shape, (H, W))
     flux *= 1.0 / norm

@@ -276,9 +276,22 @@ def _make_fourier_ops(xp):
 def _ops_for(fb: FourierBackend):
     ops = getattr(fb, "_zogy_ops", None)
     if ops is None:
-        ops = tuple(fb.fuse(f) for f in _make_fourier_ops(fb.xp))
-        fb._zogy_ops = ops  # one compilation per backend object
+        if not fb.on_gpu and fb.cpu_kernels == "numba":
+            from astroray.kernels.difference import _cpu
+
+            ops = tuple(_whole(f) for f in (_cpu.weights, _cpu.d_and_s, _cpu.d_sn_sr, _cpu.variance_mix))
+        else:
+            ops = tuple(fb.fuse(f) for f in _make_fourier_ops(fb.xp))
+        fb._zogy_ops = ops  # compiled once per backend object
     return ops
+
+
+def _whole(jitted):
+    def call(*args):
+        return jitted(*args)
+
+    call.whole_arrays = True
+    return call
 
 
 def _half_plane_mean(x_half, full_width: int, xp) -> float:
@@ -345,8 +358,8 @@ def _zogy_core(R, N, VR, VN, Pr, Pn, *, f_r, f_n, s_r, s_n, sx, sy, want_vd, pad
     # (~1e-7, the high frequencies of any well-sampled PSF) the ZOGY weights would be
     # ratios of round-off noise, different on every FFT library.
     c64, f64 = np.complex64, np.float64
-    pr_hat = fb.rfft2(embed_kernel(Pr, shape, xp, dtype=f64), shape)
-    pn_hat = fb.rfft2(embed_kernel(Pn, shape, xp, dtype=f64), shape)
+    pr_hat = fb.rfft2_stamp(Pr, shape, dtype=f64)
+    pn_hat = fb.rfft2_stamp(Pn, shape, dtype=f64)
     da, db, kn, kr, fs_density = fb.elementwise(weights, (pn_hat, pr_hat), (f_r, f_n, var_n, var_r, floor2),
                                                 (c64, c64, c64, c64, f64))
     del pr_hat, pn_hat
@@ -383,16 +396,16 @@ def _zogy_core(R, N, VR, VN, Pr, Pn, *, f_r, f_n, s_r, s_n, sx, sy, want_vd, pad
     if VN is not None:
         vn_hat = fb.rfft2(VN, shape)
         vr_hat = fb.rfft2(VR, shape)
-        kn2_hat = fb.rfft2(embed_kernel(small["k_n"] ** 2, shape, xp), shape)
-        kr2_hat = fb.rfft2(embed_kernel(small["k_r"] ** 2, shape, xp), shape)
+        kn2_hat = fb.rfft2_stamp(small["k_n"] ** 2, shape)
+        kr2_hat = fb.rfft2_stamp(small["k_r"] ** 2, shape)
         (v_hat,) = fb.elementwise(variance_mix, (vn_hat, vr_hat, kn2_hat, kr2_hat), (), (c64,))
         V_S = fb.irfft2(v_hat, shape, (H, W), overwrite=True)
         del v_hat
         del kn2_hat, kr2_hat
         xp.maximum(V_S, 0.0, out=V_S)  # FFT round-off can dip below 0 where there is no data
         if want_vd:
-            dn2_hat = fb.rfft2(embed_kernel(small["d_n"] ** 2, shape, xp), shape)
-            dr2_hat = fb.rfft2(embed_kernel(small["d_r"] ** 2, shape, xp), shape)
+            dn2_hat = fb.rfft2_stamp(small["d_n"] ** 2, shape)
+            dr2_hat = fb.rfft2_stamp(small["d_r"] ** 2, shape)
             (v_hat,) = fb.elementwise(variance_mix, (vn_hat, vr_hat, dn2_hat, dr2_hat), (), (c64,))
             V_D = fb.irfft2(v_hat, shape, (H, W), overwrite=True)
             del v_hat

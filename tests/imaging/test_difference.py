@@ -158,3 +158,28 @@ def test_psf_grid_runs_tile_by_tile_and_classic_refuses_it():
     assert tiled.meta["psf_grid"].shape[:2] == (2, 2)
     with pytest.raises(InvalidInputError, match="grid"):
         Differencer(cfg.with_updates(method="classic")).run(ref, sci, psf_science=grid)
+
+
+def test_forced_photometry_at_subpixel_positions_is_unbiased():
+    rng = np.random.default_rng(21)
+    shape = (384, 384)
+    pos = np.array([(y, x) for y in range(24, 370, 26) for x in range(24, 370, 26)], float)
+    pos += rng.uniform(-0.5, 0.5, pos.shape)
+    flux = rng.uniform(3e3, 6e3, len(pos))
+    mr = np.zeros(shape)
+    mn = render(shape, pos[:, 0], pos[:, 1], flux, 2.2)
+    vr, vn = 25.0 + mr, 64.0 + mn
+    R = mr + rng.normal(size=shape) * np.sqrt(vr)
+    N = mn + rng.normal(size=shape) * np.sqrt(vn)
+    zero = np.zeros(shape, np.uint32)
+    ref = Exposure(R, vr, zero, gaussian_psf(1.5))
+    sci = Exposure(N, vn, zero, gaussian_psf(2.2))
+    res = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.0)).run(ref, sci)
+    f, e = res.flux_at(pos[:, 0], pos[:, 1])
+    assert abs(float(np.mean(f / flux - 1))) < 0.01
+    pulls = (f - flux) / e
+    assert abs(float(pulls.mean())) < 3 / np.sqrt(len(pulls))
+    assert 0.85 < float(pulls.std()) < 1.15
+    # The nearest pixel alone is biased low by the sub-pixel offsets.
+    near = res.flux[np.round(pos[:, 0]).astype(int), np.round(pos[:, 1]).astype(int)]
+    assert np.mean(near / flux - 1) < np.mean(f / flux - 1)
