@@ -7,6 +7,7 @@ Ray Data can generate any slice of a large data set anywhere
 from astroray.datasets.images import (
     CHANGE_KINDS,
     REAL_KINDS,
+    SOURCE_COLUMNS,
     TRUTH_COLUMNS,
     ChangeConfig,
     EpochConfig,
@@ -47,6 +48,7 @@ __all__ = [
     "simulate_lightcurves",
     "CHANGE_KINDS",
     "REAL_KINDS",
+    "SOURCE_COLUMNS",
     "TRUTH_COLUMNS",
     "ChangeConfig",
     "EpochConfig",

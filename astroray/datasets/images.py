@@ -57,6 +57,7 @@ __all__ = [
     "CHANGE_KINDS",
     "REAL_KINDS",
     "TRUTH_COLUMNS",
+    "SOURCE_COLUMNS",
     "simulate_pair",
 ]
 
@@ -66,6 +67,8 @@ CHANGE_KINDS = REAL_KINDS + BOGUS_KINDS
 TRUTH_COLUMNS = ("pair_id", "change_id", "kind", "real", "epoch", "x", "y", "ra", "dec", "flux_reference",
                  "flux_science", "delta_flux", "delta_flux_njy", "flux_scale", "snr_expected", "host_id",
                  "masked", "length", "angle")
+SOURCE_COLUMNS = ("source_id", "kind", "x", "y", "ra", "dec", "mag", "flux_reference", "flux_science", "sersic_n",
+                  "r_eff", "axis_ratio", "angle")
 _POINT_LIKE = {"transient_on_host", "transient_hostless", "variable_star", "moving_object", "cosmic_ray",
                "hot_pixel"}
 _MPIX = 1024 * 1024
@@ -245,13 +248,29 @@ class ImagePairConfig(AstrorayConfig):
 
 @dataclass
 class ImagePair:
-    """One simulated pair: the two exposures and what changed between them."""
+    """One simulated pair: the two exposures and what changed between them.
+
+    Attributes
+    ----------
+    reference, science : Exposure
+    truth : DataFrame
+        One row per injected change (:data:`TRUTH_COLUMNS`).
+    pair_id : str
+    meta : dict
+        flux_scale, offset_x/offset_y (science misregistration, px), field
+        centre, counts, seed, index.
+    sources : DataFrame
+        The static scene (:data:`SOURCE_COLUMNS`): galaxies first (their
+        row number is the truth's ``host_id``), then stars; positions in the
+        science frame, fluxes in each epoch's counts.
+    """
 
     reference: Exposure
     science: Exposure
     truth: pd.DataFrame
     pair_id: str
     meta: dict = field(default_factory=dict)
+    sources: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def simulate_pair(config: ImagePairConfig | None = None, *, seed: int = 0, index: int = 0) -> ImagePair:
@@ -772,7 +791,28 @@ def _simulate_pair(config: ImagePairConfig, seed: int, index: int) -> ImagePair:
     pair_meta = {"flux_scale": flux_scale, "offset_x": offset[0], "offset_y": offset[1], "center_ra": center[0],
                  "center_dec": center[1], "n_stars": n_stars, "n_galaxies": len(gal["x"]), "seed": seed,
                  "index": index}
-    return ImagePair(reference=exposures[0], science=exposures[1], truth=truth, pair_id=pair_id, meta=pair_meta)
+    sources = _source_table(gal, star_x, star_y, star_mag, ref, sci, offset, metas[1][1], config.pixel_scale)
+    return ImagePair(reference=exposures[0], science=exposures[1], truth=truth, pair_id=pair_id, meta=pair_meta,
+                     sources=sources)
+
+
+def _source_table(gal, star_x, star_y, star_mag, ref, sci, offset, wcs_sci, pixel_scale) -> pd.DataFrame:
+    n_gal, n_star = len(gal["x"]), len(star_x)
+    x = np.concatenate([gal["x"], star_x]) + offset[0]
+    y = np.concatenate([gal["y"], star_y]) + offset[1]
+    mag = np.concatenate([gal["mag"], star_mag])
+    ra, dec = wcs_sci.all_pix2world(x, y, 0) if len(x) else (np.zeros(0), np.zeros(0))
+    nan = np.full(n_star, np.nan)
+    return pd.DataFrame({
+        "source_id": np.arange(n_gal + n_star),
+        "kind": np.array(["galaxy"] * n_gal + ["star"] * n_star, dtype=object),
+        "x": x, "y": y, "ra": np.asarray(ra, np.float64), "dec": np.asarray(dec, np.float64), "mag": mag,
+        "flux_reference": ref.counts(mag), "flux_science": sci.counts(mag),
+        "sersic_n": np.concatenate([gal["n"], nan]),
+        "r_eff": np.concatenate([gal["re"] * pixel_scale, nan]),  # arcsec
+        "axis_ratio": np.concatenate([gal["q"], nan]),
+        "angle": np.concatenate([np.degrees(gal["angle"]), nan]),
+    }, columns=list(SOURCE_COLUMNS))
 
 
 def _psf_size(epoch: _Epoch) -> int:

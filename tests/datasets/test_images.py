@@ -247,3 +247,47 @@ def test_bad_input_is_refused():
         simulate_pair(ImagePairConfig(shape=(64, 64)), seed=-1)
     with pytest.raises(InvalidInputError):
         simulate_pair({"shape": (64, 64)})
+
+
+def test_psf_varies_across_the_ccd_as_configured():
+    cfg = ImagePairConfig(shape=(512, 512), star_density=0, galaxy_density=0, misregistration=0.0,
+                          changes={**NO_CHANGES, "transient_hostless": 240.0}, snr_range=(150.0, 200.0),
+                          science={"seeing": 1.0, "psf_variation": 0.3, "mjd": 60030.0})
+    pair = simulate_pair(cfg, seed=1, index=0)
+    truth = _isolated(pair.truth, 26.0, 512)
+    assert len(truth) >= 8
+    measured = np.array([_measured_fwhm(pair.science.image, [x], [y]) for x, y in zip(truth["x"], truth["y"])])
+    u = (truth["x"].to_numpy() - 255.5) / 256
+    v = (truth["y"].to_numpy() - 255.5) / 256
+    expected = cfg.science.seeing / cfg.pixel_scale * (1 + 0.3 * 0.5 * (u + v))
+    assert np.ptp(expected) > 1.0  # the sample spans the gradient
+    assert abs(float(np.median(measured / expected)) - 1) < 0.05
+    assert np.corrcoef(measured, expected)[0, 1] > 0.9
+
+
+def test_galaxy_fluxes_and_source_table():
+    cfg = ImagePairConfig(shape=(512, 512), star_density=0, galaxy_density=2.0, galaxy_mag_range=(19.0, 21.0),
+                          galaxy_reff_range=(0.3, 0.8), changes=NO_CHANGES)
+    pair = simulate_pair(cfg, seed=6, index=0)
+    src = pair.sources
+    assert (src["kind"] == "galaxy").all() and len(src) >= 5
+    ra, dec = _wcs(pair.science).all_pix2world(src["x"], src["y"], 0)
+    assert np.allclose(ra, src["ra"]) and np.allclose(dec, src["dec"])
+    ref = pair.reference
+    image = ref.image - _sky(ref)
+    checked = 0
+    for row in src.itertuples():
+        half = int(4 * row.r_eff / cfg.pixel_scale + 3 * ref.meta["fwhm_px"]) + 3
+        x, y = row.x - pair.meta["offset_x"], row.y - pair.meta["offset_y"]
+        ix, iy = int(round(x)), int(round(y))
+        if min(ix, iy) < half or max(ix, iy) > 511 - half:
+            continue
+        others = np.hypot(src["x"] - row.x, src["y"] - row.y)
+        if np.sort(others)[1] < 2.5 * half:
+            continue
+        box = (slice(iy - half, iy + half + 1), slice(ix - half, ix + half + 1))
+        flux = float(image[box].sum())
+        err = math.sqrt(float(ref.variance[box].sum()))
+        assert abs(flux - row.flux_reference) < 4 * err + 0.01 * row.flux_reference
+        checked += 1
+    assert checked >= 3
