@@ -206,6 +206,15 @@ class ImagePairConfig(AstrorayConfig):
     changes: ChangeConfig = ChangeConfig()
     artifact_mask_fraction: float = Field(1.0, ge=0.0, le=1.0)
 
+    @field_validator("reference", "science", mode="before")
+    @classmethod
+    def _epoch_defaults(cls, value, info):
+        # a partial epoch in YAML keeps that epoch's own defaults (e.g. the reference's 120 s)
+        if isinstance(value, dict):
+            base = _DEFAULT_REFERENCE if info.field_name == "reference" else _DEFAULT_SCIENCE
+            return {**base, **value}
+        return value
+
     @field_validator("shape")
     @classmethod
     def _shape(cls, value):
@@ -559,7 +568,7 @@ def _simulate_pair(config: ImagePairConfig, seed: int, index: int) -> ImagePair:
     n_dip = n_of(cnt.dipole)
     dip_x = rng_changes.uniform(margin, w - 1 - margin, n_dip)
     dip_y = rng_changes.uniform(margin, h - 1 - margin, n_dip)
-    dip_mag = rng_changes.uniform(17.5, 20.5, n_dip)
+    dip_mag = rng_changes.uniform(18.5, 21.0, n_dip)  # bright but unsaturated in both epochs
     dip_shift = rng_changes.uniform(0.3, 1.0, n_dip)
     dip_angle = rng_changes.uniform(0.0, 2 * np.pi, n_dip)
 

@@ -48,8 +48,9 @@ def write_images(n: int, out_dir: str | os.PathLike, *, config=None, seed: int =
     """Simulate ``n`` image pairs and write them.
 
     Writes ``<pair_id>_reference.fits`` and ``<pair_id>_science.fits`` (see
-    :mod:`astroray.io.fits`) and one ``truth.parquet`` for all pairs; with
-    ``plot``, ``gallery.png`` of the first pairs.
+    :mod:`astroray.io.fits`), one ``truth.parquet`` (the changes) and one
+    ``sources.parquet`` (the static scene) for all pairs; with ``plot``,
+    ``gallery.png`` of the first pairs.
 
     Parameters
     ----------
@@ -65,7 +66,7 @@ def write_images(n: int, out_dir: str | os.PathLike, *, config=None, seed: int =
     Returns
     -------
     dict
-        ``kind``, ``n``, ``out_dir``, ``files``, ``truth``, ``n_changes``,
+        ``kind``, ``n``, ``out_dir``, ``files``, ``truth``, ``sources``, ``n_changes``,
         ``n_real``, ``seconds``, ``plot``.
     """
     from astroray.io.fits import write_exposure
@@ -75,7 +76,7 @@ def write_images(n: int, out_dir: str | os.PathLike, *, config=None, seed: int =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    files, truths, shown = [], [], []
+    files, truths, sources, shown = [], [], [], []
     for i in range(start, start + n):
         pair = simulate_pair(cfg, seed=seed, index=i)
         for name, exposure in (("reference", pair.reference), ("science", pair.science)):
@@ -83,18 +84,21 @@ def write_images(n: int, out_dir: str | os.PathLike, *, config=None, seed: int =
             write_exposure(exposure, path, overwrite=overwrite)
             files.append(str(path))
         truths.append(pair.truth)
+        sources.append(pair.sources.assign(pair_id=pair.pair_id))
         if plot and len(shown) < 4:
             shown.append(pair)
     truth = pd.concat(truths, ignore_index=True) if truths else pd.DataFrame()
     truth_path = out / "truth.parquet"
     truth.to_parquet(truth_path, index=False)
+    sources_path = out / "sources.parquet"
+    (pd.concat(sources, ignore_index=True) if sources else pd.DataFrame()).to_parquet(sources_path, index=False)
     plot_path = None
     if plot and shown:
         from .plots import plot_pair_gallery
 
         plot_path = str(plot_pair_gallery(shown, out / "gallery.png"))
     return {"kind": "images", "n": n, "seed": seed, "out_dir": str(out), "files": len(files),
-            "truth": str(truth_path), "n_changes": int(len(truth)),
+            "truth": str(truth_path), "sources": str(sources_path), "n_changes": int(len(truth)),
             "n_real": int(truth["real"].sum()) if len(truth) else 0,
             "seconds": round(time.perf_counter() - t0, 3), "plot": plot_path}
 

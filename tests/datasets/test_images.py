@@ -291,3 +291,9 @@ def test_galaxy_fluxes_and_source_table():
         assert abs(flux - row.flux_reference) < 4 * err + 0.01 * row.flux_reference
         checked += 1
     assert checked >= 3
+
+
+def test_partial_epoch_config_keeps_that_epochs_defaults():
+    cfg = ImagePairConfig(reference={"seeing": 0.7})
+    assert cfg.reference.seeing == 0.7 and cfg.reference.exptime == ImagePairConfig().reference.exptime
+    assert cfg.science == ImagePairConfig().science
