@@ -438,7 +438,6 @@ def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5):
     size = xp.maximum(xmax - xmin, ymax - ymin)
     scale = 1.0 / subpix
     offset = 0.5 * (scale - 1.0)
-    bins_base = xp.arange(nb)
     for idx, s in _batches(size, n):
         iy, ix, valid, iyc, ixc = _stamps(data, xmin[idx], xmax[idx], ymin[idx], ymax[idx], s)
         dx = ix - x[idx][:, None, None]
@@ -454,32 +453,45 @@ def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5):
         masked = mask[iyc, ixc] & near if mask is not None else xp.zeros(near.shape, dtype=bool)
         if mask is not None:
             flag[idx] = flag[idx] | xp.where(masked.any(axis=(1, 2)), APER_HASMASKED, 0)
-        k = idx.shape[0] if hasattr(idx, "shape") else len(idx)
-        rows = xp.arange(k)[:, None, None]
-        # Per-bin weights: coarse pixels put weight 1 in one bin, fine pixels 1/subpix^2 per sample.
-        acc_s = xp.zeros((k, nb + 1), dtype=xp.float64)
-        acc_a = xp.zeros((k, nb + 1), dtype=xp.float64)
-        acc_m = xp.zeros((k, nb + 1), dtype=xp.float64)
-
-        def deposit(jbin, weight):
-            jb = xp.where(jbin < nb, jbin, nb).astype(xp.int64)  # bin nb collects what lies beyond rmax
-            flat = (rows * (nb + 1) + jb).ravel()
-            wv = weight.ravel()
-            nbins = k * (nb + 1)
-            acc_a[...] += xp.bincount(flat, weights=wv, minlength=nbins).reshape(k, nb + 1)
-            acc_m[...] += xp.bincount(flat, weights=wv * masked.ravel(), minlength=nbins).reshape(k, nb + 1)
-            acc_s[...] += xp.bincount(flat, weights=wv * (~masked).ravel() * pix.ravel(),
-                                      minlength=nbins).reshape(k, nb + 1)
-
-        coarse = near & ~fine
-        stepdens = 1.0 / step
-        deposit(xp.trunc(rpix * stepdens), coarse.astype(xp.float64))
-        finew = (near & fine).astype(xp.float64) * (scale * scale)
-        for sy in range(subpix):
-            for sx in range(subpix):
-                ddx = dx + offset + sx * scale
-                ddy = dy + offset + sy * scale
-                deposit(xp.trunc(xp.sqrt(ddx * ddx + ddy * ddy) * stepdens), finew)
+        k = idx.shape[0]
+        full = near.shape
+        nbins = k * (nb + 1)
+        # Only pixels inside r_out matter: gather them, then deposit coarse pixels whole and
+        # fine ones (near a bin edge) as subpix^2 samples, each into its annulus (bin nb = beyond).
+        sel = xp.flatnonzero(near.ravel())
+        row = sel // (full[1] * full[2])
+        fdx = xp.broadcast_to(dx, full).reshape(-1)[sel].astype(xp.float64)
+        fdy = xp.broadcast_to(dy, full).reshape(-1)[sel].astype(xp.float64)
+        fpix = pix.reshape(-1)[sel]
+        fmask = masked.reshape(-1)[sel]
+        fstepdens = (1.0 / xp.broadcast_to(step, full).reshape(-1)[sel])
+        fine_sel = fine.reshape(-1)[sel]
+        jb_list, w_list, r_list, p_list, m_list = [], [], [], [], []
+        c = xp.flatnonzero(~fine_sel)
+        jb_list.append(xp.trunc(xp.sqrt(fdx[c] * fdx[c] + fdy[c] * fdy[c]) * fstepdens[c]))
+        w_list.append(xp.ones(c.shape[0]))
+        r_list.append(row[c])
+        p_list.append(fpix[c])
+        m_list.append(fmask[c])
+        f = xp.flatnonzero(fine_sel)
+        sub = (xp.arange(subpix) * scale + offset)
+        sdx = (fdx[f][:, None, None] + sub[None, None, :])
+        sdy = (fdy[f][:, None, None] + sub[None, :, None])
+        jb_list.append(xp.trunc(xp.sqrt(sdx * sdx + sdy * sdy) * fstepdens[f][:, None, None]).reshape(-1))
+        w_list.append(xp.full(f.shape[0] * subpix * subpix, scale * scale))
+        rep = subpix * subpix
+        r_list.append(xp.repeat(row[f], rep))
+        p_list.append(xp.repeat(fpix[f], rep))
+        m_list.append(xp.repeat(fmask[f], rep))
+        jb = xp.concatenate(jb_list)
+        jb = xp.where(jb < nb, jb, nb).astype(xp.int64)
+        flat = xp.concatenate(r_list) * (nb + 1) + jb
+        wv = xp.concatenate(w_list)
+        mv = xp.concatenate(m_list)
+        pv = xp.concatenate(p_list)
+        acc_a = xp.bincount(flat, weights=wv, minlength=nbins).reshape(k, nb + 1)
+        acc_m = xp.bincount(flat, weights=wv * mv, minlength=nbins).reshape(k, nb + 1)
+        acc_s = xp.bincount(flat, weights=wv * ~mv * pv, minlength=nbins).reshape(k, nb + 1)
         sums[idx] = acc_s[:, :nb]
         areas[idx] = acc_a[:, :nb]
         mareas[idx] = acc_m[:, :nb]
@@ -552,39 +564,42 @@ def winpos(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
         for loc, s in _batches(size, act.shape[0]):
             iy, ix, valid, iyc, ixc = _stamps(data, xmin[loc], xmax[loc], ymin[loc], ymax[loc], s)
             gi = act[loc]
-            dx = ix - x[gi][:, None, None]
-            dy = iy - y[gi][:, None, None]
-            rpix2 = dx * dx + dy * dy
-            near = valid & (rpix2 < r_out2[gi][:, None, None])
-            edge = rpix2 > r_in2[gi][:, None, None]
-            overlap = near.astype(xp.float64)
-            full = overlap.shape
-            ring = xp.flatnonzero((near & edge).ravel())  # only boundary pixels need sub-sampling
-            if ring.shape[0]:
-                rr2 = xp.broadcast_to(r2[gi][:, None, None], full).reshape(-1)[ring]
-                fdx = xp.broadcast_to(dx, full).reshape(-1)[ring].astype(xp.float64)
-                fdy = xp.broadcast_to(dy, full).reshape(-1)[ring].astype(xp.float64)
-                flat = overlap.reshape(-1)
-                flat[ring] = _subpix_circle_fraction(fdx, fdy, rr2, subpix)
-                overlap = flat.reshape(full)
-            weight = xp.exp(-rpix2 * inv2s2[gi][:, None, None])
-            pix = data[iyc, ixc].astype(xp.float32).astype(xp.float64)
+            k = gi.shape[0]
+            full = (k, s, s)
+            # Work on the pixels inside r_out only (flat), summing per object with bincount.
+            bdx = xp.broadcast_to(ix - x[gi][:, None, None], full)
+            bdy = xp.broadcast_to(iy - y[gi][:, None, None], full)
+            near = valid & (bdx * bdx + bdy * bdy < r_out2[gi][:, None, None])
+            sel = xp.flatnonzero(near.reshape(-1))
+            row = sel // (s * s)
+            fdx = bdx.reshape(-1)[sel].astype(xp.float64)
+            fdy = bdy.reshape(-1)[sel].astype(xp.float64)
+            rpix2 = fdx * fdx + fdy * fdy
+            g = gi[row]
+            overlap = xp.ones(rpix2.shape[0], dtype=xp.float64)
+            ring = xp.flatnonzero(rpix2 > r_in2[g])  # only boundary pixels need sub-sampling
+            overlap[ring] = _subpix_circle_fraction(fdx[ring], fdy[ring], r2[g][ring], subpix)
+            weight = xp.exp(-rpix2 * inv2s2[g])
+            fy = xp.broadcast_to(iyc, full).reshape(-1)[sel]
+            fx = xp.broadcast_to(ixc, full).reshape(-1)[sel]
+            pix = data[fy, fx].astype(xp.float32).astype(xp.float64)
             if mask is not None:
-                m = mask[iyc, ixc] & near
-                flag[gi] = flag[gi] | xp.where(m.any(axis=(1, 2)), APER_HASMASKED, 0)
+                m = mask[fy, fx]
+                hasm = xp.bincount(row, weights=m.astype(xp.float64), minlength=k) > 0
+                flag[gi] = flag[gi] | xp.where(hasm, APER_HASMASKED, 0)
                 good = xp.where(m, 0.0, overlap)
-                tv = (pix * good).sum(axis=(1, 2))
-                tot = overlap.sum(axis=(1, 2))
                 mo = xp.where(m, overlap, 0.0)
+                tv = xp.bincount(row, weights=pix * good, minlength=k)
+                tot = xp.bincount(row, weights=overlap, minlength=k)
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    avg = tv / (tot - mo.sum(axis=(1, 2)))
-                avg = xp.where(xp.isfinite(avg), avg, 0.0)[:, None, None]
-                wpix = pix * good * weight + avg * mo * weight
+                    avg = tv / (tot - xp.bincount(row, weights=mo, minlength=k))
+                avg = xp.where(xp.isfinite(avg), avg, 0.0)  # the mean unmasked value stands in
+                wpix = (pix * good + avg[row] * mo) * weight
             else:
                 wpix = pix * overlap * weight
-            twv_all[loc] = wpix.sum(axis=(1, 2))
-            ddx_all[loc] = (wpix * dx).sum(axis=(1, 2))
-            ddy_all[loc] = (wpix * dy).sum(axis=(1, 2))
+            twv_all[loc] = xp.bincount(row, weights=wpix, minlength=k)
+            ddx_all[loc] = xp.bincount(row, weights=wpix * fdx, minlength=k)
+            ddy_all[loc] = xp.bincount(row, weights=wpix * fdy, minlength=k)
         pos = twv_all > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             stepx = xp.where(pos, ddx_all / twv_all, 0.0)

@@ -185,10 +185,15 @@ def _cpu_routines():
     return all_objects
 
 
+cuda = None  # numba.cuda, imported on first GPU use (a module global so the simulator can swap it)
+
+
 @functools.cache
 def _cuda_routines():
-    from numba import cuda
+    global cuda
+    from numba import cuda as numba_cuda
 
+    cuda = numba_cuda
     one_object = _make_tree_kernel(cuda.jit(device=True))
 
     @cuda.jit
