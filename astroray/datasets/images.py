@@ -30,7 +30,9 @@ masked, length, angle.  ``x, y`` are in the science frame; fluxes are total
 counts of each epoch; ``delta_flux = flux_science - flux_scale *
 flux_reference`` in science counts; ``snr_expected`` is the PSF-optimal S/N of
 the change on the difference image (science PSF, variance ``var_sci +
-flux_scale**2 var_ref``), NaN for changes that are not point-like
+flux_scale**2 var_ref``) as a PSF matched filter sees it -- lower than a point
+source's for a trailed moving object, much lower for a sharp cosmic ray or hot
+pixel of the same flux -- and NaN for changes without one flux at one place
 (bad_column, satellite_streak, dipole, saturated_residual).
 """
 from __future__ import annotations
@@ -499,24 +501,53 @@ def _header(wcs, meta) -> str:
     return header.tostring(sep="\n", endcard=False, padding=False).rstrip()
 
 
-def _snr_expected(epoch: _Epoch, var_diff, x, y, delta, size):
-    """PSF-optimal S/N of a point change on the difference: |dF| sqrt(sum P^2 / V)."""
-    n = len(x)
+def _snr_expected(epoch: _Epoch, var_diff, truth, size):
+    """S/N of each change in the PSF-matched-filtered difference image.
+
+    ``|dF| sum(P T / V) / sqrt(sum(P^2 / V))`` with P the local science PSF, T
+    the change's own unit-sum shape (P for a point source, a trail for a
+    moving object, a sharp track for a cosmic ray, one pixel for a hot pixel)
+    and V the variance of the difference; for a point source this is the
+    optimal ``|dF| sqrt(sum(P^2 / V))``.
+    """
+    n = len(truth)
     if n == 0:
         return np.zeros(0)
+    x, y = truth["x"].to_numpy(), truth["y"].to_numpy()
     h, w = var_diff.shape
-    ix = np.floor(np.asarray(x) + 0.5).astype(np.int64)
-    iy = np.floor(np.asarray(y) + 0.5).astype(np.int64)
+    ix = np.floor(x + 0.5).astype(np.int64)
+    iy = np.floor(y + 0.5).astype(np.int64)
+    fx, fy = x - ix, y - iy
     width = epoch.widths(x, y, var_diff.shape)
-    psf = epoch.stamps(size, width, np.asarray(x) - ix, np.asarray(y) - iy)
+    psf = epoch.stamps(size, width, fx, fy)
+    shape = psf.copy()
     half = size // 2
+    kinds = truth["kind"].to_numpy()
+    lengths, angles = truth["length"].to_numpy(), truth["angle"].to_numpy()
+    for k in np.nonzero(kinds != "transient_hostless")[0]:
+        kind = kinds[k]
+        ca, sa = math.cos(math.radians(angles[k])), math.sin(math.radians(angles[k]))
+        if kind == "moving_object" and lengths[k] > 0:
+            steps = max(int(math.ceil(lengths[k])), 1)
+            t = ((np.arange(steps) + 0.5) / steps - 0.5) * lengths[k]
+            shape[k] = epoch.stamps(size, np.full(steps, width[k]), fx[k] + t * ca, fy[k] + t * sa).mean(axis=0)
+        elif kind == "cosmic_ray":
+            track = np.zeros((size, size))
+            a = 0.5 * lengths[k]
+            _render.add_line(track, np.zeros((size, size), np.uint32), np.uint32(0), half + fx[k] - a * ca,
+                             half + fy[k] - a * sa, half + fx[k] + a * ca, half + fy[k] + a * sa, 1.0)
+            shape[k] = track
+        elif kind == "hot_pixel":
+            shape[k] = 0.0
+            shape[k, half, half] = 1.0
     offs = np.arange(-half, half + 1)
     rows = iy[:, None] + offs[None, :]
     cols = ix[:, None] + offs[None, :]
     inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
     var = var_diff[rows.clip(0, h - 1)[:, :, None], cols.clip(0, w - 1)[:, None, :]].astype(np.float64)
     info = np.where(inside, psf ** 2 / var, 0.0).sum(axis=(1, 2))
-    return np.abs(np.asarray(delta, np.float64)) * np.sqrt(info)
+    overlap = np.where(inside, psf * shape / var, 0.0).sum(axis=(1, 2))
+    return np.abs(truth["delta_flux"].to_numpy()) * overlap / np.sqrt(info)
 
 
 def _simulate_pair(config: ImagePairConfig, seed: int, index: int) -> ImagePair:
@@ -794,8 +825,7 @@ def _simulate_pair(config: ImagePairConfig, seed: int, index: int) -> ImagePair:
     snr = np.full(len(truth), np.nan)
     if point.any():
         var_diff = var_sci + np.float32(flux_scale ** 2) * var_ref
-        snr[point] = _snr_expected(sci, var_diff, truth["x"].to_numpy()[point], truth["y"].to_numpy()[point],
-                                   truth["delta_flux"].to_numpy()[point], _psf_size(sci))
+        snr[point] = _snr_expected(sci, var_diff, truth[point], _psf_size(sci))
     truth["snr_expected"] = snr
     pair_meta = {"flux_scale": flux_scale, "offset_x": offset[0], "offset_y": offset[1], "center_ra": center[0],
                  "center_dec": center[1], "n_stars": n_stars, "n_galaxies": len(gal["x"]), "seed": seed,
