@@ -369,7 +369,8 @@ def _simulate_block(config: LightCurveConfig, seed: int, block: int):
         if name in _TRANSIENTS:
             # peak inside the object's observing season, so the survey sees the event
             season_phase = rng_par.uniform(0.1, 0.7, k) * survey["season"]
-            t_peak = config.mjd_start + (season_start[objs] + season_phase) % 365.25
+            year = rng_par.integers(0, max(int(math.ceil(config.duration / 365.25)), 1), k)
+            t_peak = config.mjd_start + 365.25 * year + (season_start[objs] + season_phase) % 365.25
             t_peak = np.where(t_peak > config.mjd_start + config.duration, rng_par.uniform(t_lo, t_hi, k), t_peak)
             flux_true[pts] = _transient(rng_par, name, k, local, mjd[pts], band[pts], t_peak, depth_r,
                                         truth, objs, mwebv)
@@ -381,8 +382,8 @@ def _simulate_block(config: LightCurveConfig, seed: int, block: int):
                 mag_r = rng_par.uniform(bright, depth_r - 0.8, k)
             base = mag_r[local] + np.asarray(_COLOURS[name])[band[pts]] + _R_BAND[band[pts]] * mwebv[local]
             truth["peak_mag"][objs] = mag_r
-            flux_true[pts] = _variable(rng_par, name, k, local, mjd[pts], band[pts], base, obj[pts], offsets, truth,
-                                       objs, t_lo, t_hi)
+            flux_true[pts] = _variable(rng_par, name, k, local, mjd[pts], band[pts], base, truth, objs, t_lo, t_hi,
+                                       config.duration)
 
     # ---- noise from the 5-sigma depth
     depth = np.asarray(survey["depth"])[band] + rng_noise.normal(0.0, config.depth_scatter, n_pts)
@@ -468,7 +469,7 @@ def _sawtooth(phase, rise_fraction):
     return np.where(ph < rise_fraction, ph / rise_fraction, ((1.0 - ph) / (1.0 - rise_fraction)) ** 1.5)
 
 
-def _variable(rng, name, k, local, t, band, base_mag, point_obj, offsets, truth, objs, t_lo, t_hi):
+def _variable(rng, name, k, local, t, band, base_mag, truth, objs, t_lo, t_hi, duration):
     """Galactic variables and AGN: magnitude (or flux) variations about ``base_mag``."""
     if name == "RRLyrae":
         is_c = rng.random(k) < 0.3  # first-overtone (RRc) stars
@@ -533,7 +534,7 @@ def _variable(rng, name, k, local, t, band, base_mag, point_obj, offsets, truth,
         dmag = x * _AMP_AGN[band]
         truth["redshift"][objs], truth["tau"][objs], truth["amplitude"][objs] = z, tau_obs, sf_inf
     elif name == "MdwarfFlare":
-        return _flares(rng, k, local, t, band, base_mag, point_obj, offsets, truth, objs)
+        return _flares(rng, k, local, t, band, base_mag, truth, objs, duration)
     else:  # pragma: no cover - CLASSES and the branches above are kept in step
         raise AssertionError(name)
     return 10.0 ** (-0.4 * (base_mag + dmag - AB_NJY_ZEROPOINT))
@@ -558,10 +559,10 @@ def _drw(t, local, tau, sigma, normals):
                      np.ascontiguousarray(sigma), np.ascontiguousarray(normals))
 
 
-def _flares(rng, k, local, t, band, base_mag, point_obj, offsets, truth, objs):
-    """Quiescent M dwarf plus flares: random ones and one caught at an observed visit."""
+def _flares(rng, k, local, t, band, base_mag, truth, objs, duration):
+    """Quiescent M dwarf plus flares: random ones (~7 a year) and one caught at an observed visit."""
     quiescent = 10.0 ** (-0.4 * (base_mag - AB_NJY_ZEROPOINT))
-    n_random = rng.poisson(0.02 * 365.0, k)
+    n_random = rng.poisson(0.02 * duration, k)
     n_flare = n_random + 1
     kmax = int(n_flare.max())
     starts = np.searchsorted(local, np.arange(k))
