@@ -20,13 +20,14 @@ from .images import ImagePairConfig, simulate_pair
 from .lightcurves import BLOCK, LightCurveConfig, simulate_lightcurve_table, simulate_lightcurves
 from .text import TextConfig, simulate_documents
 
-__all__ = ["write_images", "write_lightcurves", "write_text", "write_simulated", "SIMULATORS"]
+__all__ = ["write_images", "write_lightcurves", "write_text", "write_simulated", "resolve_config", "SIMULATORS"]
 
 SIMULATORS = {"images": ImagePairConfig, "lightcurves": LightCurveConfig, "text": TextConfig}
 """Kind -> its config model (what ``--config`` YAML is validated against)."""
 
 
-def _resolve(config, model: type[AstrorayConfig]):
+def resolve_config(config, model: type[AstrorayConfig]):
+    """``config`` as a ``model`` instance: None gives the defaults; a dict or YAML path is validated."""
     if config is None:
         return model()
     if isinstance(config, model):
@@ -72,7 +73,7 @@ def write_images(n: int, out_dir: str | os.PathLike, *, config=None, seed: int =
     from astroray.io.fits import write_exposure
 
     _check_n(n)
-    cfg = _resolve(config, ImagePairConfig)
+    cfg = resolve_config(config, ImagePairConfig)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -117,7 +118,7 @@ def write_lightcurves(n: int, out_dir: str | os.PathLike, *, config=None, seed: 
     import pyarrow.parquet as pq
 
     _check_n(n)
-    cfg = _resolve(config, LightCurveConfig)
+    cfg = resolve_config(config, LightCurveConfig)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -166,7 +167,7 @@ def write_text(n: int, out_dir: str | os.PathLike, *, config=None, seed: int = 0
         label), ``seconds``, ``plot``.
     """
     _check_n(n)
-    cfg = _resolve(config, TextConfig)
+    cfg = resolve_config(config, TextConfig)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -202,4 +203,4 @@ def write_simulated(kind: str, *, n: int, out_dir: str | os.PathLike, seed: int 
     """
     if kind not in _WRITERS:
         raise InvalidInputError(f"unknown simulation kind {kind!r}; expected one of {', '.join(_WRITERS)}")
-    return _WRITERS[kind](n, out_dir, config=_resolve(config, SIMULATORS[kind]), seed=seed, plot=plot)
+    return _WRITERS[kind](n, out_dir, config=resolve_config(config, SIMULATORS[kind]), seed=seed, plot=plot)

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import ray
 
-from astroray.datasets.writers import SIMULATORS, _resolve
+from astroray.datasets.writers import SIMULATORS, resolve_config
 from astroray.errors import InvalidInputError
 
 __all__ = ["simulate_dataset", "write_simulated_parquet"]
@@ -109,7 +109,7 @@ def simulate_dataset(kind: str, n: int, *, config=None, seed: int = 0, batch_siz
         raise InvalidInputError(f"unknown simulation kind {kind!r}; expected one of {', '.join(SIMULATORS)}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise InvalidInputError(f"n must be a non-negative integer, got {n!r}")
-    cfg = _resolve(config, SIMULATORS[kind])
+    cfg = resolve_config(config, SIMULATORS[kind])
     ds = ray.data.range(n)
     if kind == "lightcurves":
         # batches of whole seeded blocks: no block is generated twice
