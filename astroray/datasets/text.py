@@ -560,8 +560,9 @@ def _atel(w: _Writer):
                     "No new source is found to a limiting magnitude of {band} > {limit}.",
                     "The candidate {candidate} is not present in archival images."]),
             w.pick(["The candidate lies {offset} arcsec from {galaxy} at z = {z}.",
-                    "The localisation contains the galaxy {galaxy} (z = {z}).",
-                    "If associated with {galaxy}, the implied dispersion measure excess is {dm} pc/cm^3."]),
+                    "The localisation contains the galaxy {galaxy} (z = {z})."]
+                   + (["If associated with {galaxy}, the implied dispersion measure excess is {dm} pc/cm^3."]
+                      if conv == "frb" else [])),
             w.pick(["Further observations are planned.", "We encourage spectroscopic follow-up of {candidate}.",
                     "This message may be cited."]),
         ]
