@@ -440,35 +440,36 @@ def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5):
     offset = 0.5 * (scale - 1.0)
     for idx, s in _batches(size, n):
         iy, ix, valid, iyc, ixc = _stamps(data, xmin[idx], xmax[idx], ymin[idx], ymax[idx], s)
-        dx = ix - x[idx][:, None, None]
-        dy = iy - y[idx][:, None, None]
-        rm = rmax[idx][:, None, None]
-        step = rm / nb
-        rpix2 = dx * dx + dy * dy
-        near = valid & (rpix2 < (rm + 1.5) ** 2)
-        rpix = xp.sqrt(rpix2)
-        d = xp.fmod(rpix, step)
-        fine = (d < 0.7072) | (d > step - 0.7072)
-        pix = data[iyc, ixc].astype(xp.float64)
-        masked = mask[iyc, ixc] & near if mask is not None else xp.zeros(near.shape, dtype=bool)
-        if mask is not None:
-            flag[idx] = flag[idx] | xp.where(masked.any(axis=(1, 2)), APER_HASMASKED, 0)
         k = idx.shape[0]
-        full = near.shape
+        full = (k, s, s)
         nbins = k * (nb + 1)
         # Only pixels inside r_out matter: gather them, then deposit coarse pixels whole and
         # fine ones (near a bin edge) as subpix^2 samples, each into its annulus (bin nb = beyond).
-        sel = xp.flatnonzero(near.ravel())
-        row = sel // (full[1] * full[2])
-        fdx = xp.broadcast_to(dx, full).reshape(-1)[sel].astype(xp.float64)
-        fdy = xp.broadcast_to(dy, full).reshape(-1)[sel].astype(xp.float64)
-        fpix = pix.reshape(-1)[sel]
-        fmask = masked.reshape(-1)[sel]
-        fstepdens = (1.0 / xp.broadcast_to(step, full).reshape(-1)[sel])
-        fine_sel = fine.reshape(-1)[sel]
+        bdx = xp.broadcast_to(ix - x[idx][:, None, None], full)
+        bdy = xp.broadcast_to(iy - y[idx][:, None, None], full)
+        rm = rmax[idx][:, None, None]
+        near = valid & (bdx * bdx + bdy * bdy < (rm + 1.5) ** 2)
+        sel = xp.flatnonzero(near.reshape(-1))
+        row = sel // (s * s)
+        fdx = bdx.reshape(-1)[sel].astype(xp.float64)
+        fdy = bdy.reshape(-1)[sel].astype(xp.float64)
+        fy = xp.broadcast_to(iyc, full).reshape(-1)[sel]
+        fx = xp.broadcast_to(ixc, full).reshape(-1)[sel]
+        fpix = data[fy, fx].astype(xp.float64)
+        if mask is not None:
+            fmask = mask[fy, fx]
+            hasm = xp.bincount(row, weights=fmask.astype(xp.float64), minlength=k) > 0
+            flag[idx] = flag[idx] | xp.where(hasm, APER_HASMASKED, 0)
+        else:
+            fmask = xp.zeros(sel.shape[0], dtype=bool)
+        fstep = rmax[idx][row] / nb
+        fstepdens = 1.0 / fstep
+        rpix = xp.sqrt(fdx * fdx + fdy * fdy)
+        d = xp.fmod(rpix, fstep)
+        fine_sel = (d < 0.7072) | (d > fstep - 0.7072)
         jb_list, w_list, r_list, p_list, m_list = [], [], [], [], []
         c = xp.flatnonzero(~fine_sel)
-        jb_list.append(xp.trunc(xp.sqrt(fdx[c] * fdx[c] + fdy[c] * fdy[c]) * fstepdens[c]))
+        jb_list.append(xp.trunc(rpix[c] * fstepdens[c]))
         w_list.append(xp.ones(c.shape[0]))
         r_list.append(row[c])
         p_list.append(fpix[c])

@@ -208,8 +208,12 @@ def detect(data, *, threshold, relative, error=None, mask=None, kernel=None, mat
     sel = keep[lab]
     idx, lab = idx[sel], lab[sel]
     # Renumber in SExtractor's completion order: last row, then the end of that row's run.
+    # Last pixel (raster order) of each label: sort by (label, index), take each run's end.
+    # (A plain scatter `last[lab] = idx` leaves the winner undefined on the GPU.)
+    srt = xp.sort((lab << 32) | idx.astype(xp.int64))
+    run_end = xp.flatnonzero(xp.diff(srt >> 32, append=xp.asarray([-1], dtype=xp.int64)) != 0)
     last = xp.zeros(nlab + 1, dtype=xp.int64)
-    last[lab] = idx  # raster order: the last write per label is its last pixel
+    last[srt[run_end] >> 32] = srt[run_end] & 0xFFFFFFFF
     kept = xp.flatnonzero(keep)
     n = int(kept.shape[0])
     rank = xp.zeros(nlab + 1, dtype=xp.int64)

@@ -211,3 +211,25 @@ def test_array_path_matches_sep_path_on_a_blended_field():
     assert_allclose(ours["flux_aper"].to_numpy()[idx][ok], ref["flux_aper"].to_numpy()[ok], rtol=5e-3)
     single = ok & ((ref["flag"] & 1) == 0).to_numpy()
     assert_allclose(ours["flux"].to_numpy()[idx][single], ref["flux"].to_numpy()[single], rtol=1e-4)
+
+
+@pytest.mark.gpu
+def test_gpu_stage_matches_the_sextractor_catalog_and_the_cpu_array_path(sep_frame):
+    import cupy as cp
+
+    image, ref = sep_frame
+    bkg = Background(BackgroundConfig(device="gpu")).run(cp.asarray(np.asarray(image, dtype=np.float32)))
+    assert isinstance(bkg.background, cp.ndarray)
+    r = SourceExtractor(_sextractor_config("auto", device="gpu")).run(image, background=bkg)
+    assert r.meta["implementation"] == "array" and r.device == "gpu"
+    cat = r.catalog.sort_values("y").reset_index(drop=True)
+    assert len(cat) == len(ref)
+    assert_allclose(cat["x"], ref["x"] - 1.0, atol=1e-3)
+    assert_allclose(cat["y"], ref["y"] - 1.0, atol=1e-3)
+    assert_allclose(cat["x2"], ref["x2"], atol=1e-4)
+    assert_allclose(cat["flux_aper"], ref["flux_aper"], rtol=2e-4)
+    cpu_bkg = Background(BackgroundConfig(implementation="array")).run(image)
+    cpu = SourceExtractor(_sextractor_config("array")).run(image, background=cpu_bkg).catalog
+    cpu = cpu.sort_values("y").reset_index(drop=True)
+    for name in ("x", "y", "flux", "flux_auto", "xwin", "flux_radius"):
+        assert_allclose(cat[name], cpu[name], rtol=1e-6, atol=1e-6, err_msg=name)

@@ -66,3 +66,17 @@ def test_flat_image_has_flat_maps():
     assert_allclose(ours.background, 7.0, rtol=1e-6)
     assert_allclose(ours.rms, 0.0, atol=1e-6)
     assert ours.global_rms == 1.0  # SEP's fallback when no mesh has a positive sigma
+
+
+@pytest.mark.gpu
+def test_gpu_maps_match_numpy():
+    import cupy as cp
+
+    im = _field((300, 211), seed=2)
+    mask = np.zeros(im.shape, dtype=bool)
+    mask[10:60, 2:80] = True
+    cpu = mesh_background(im, mask, box_size=(32, 48), filter_size=(3, 5))
+    gpu = mesh_background(cp.asarray(im), cp.asarray(mask), box_size=(32, 48), filter_size=(3, 5))
+    assert_allclose(cp.asnumpy(gpu.background), cpu.background, rtol=1e-6)
+    assert_allclose(cp.asnumpy(gpu.rms), cpu.rms, rtol=1e-6)
+    assert gpu.global_rms == pytest.approx(cpu.global_rms, rel=1e-6)
