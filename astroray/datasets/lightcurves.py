@@ -330,11 +330,13 @@ def _simulate_block(config: LightCurveConfig, seed: int, block: int):
     # ---- cadence: seasons by sky position, weather, one or two visits a night
     n_nights = int(math.ceil(config.duration))
     season_start = rng_cad.uniform(0.0, 365.25, m)
-    nights = np.arange(n_nights, dtype=np.float64)
-    in_season = ((nights[None, :] - season_start[:, None]) % 365.25) < survey["season"]
+    # integer nights and float32 draws: this (objects x nights) mask is the block's largest array
+    nights = np.arange(n_nights, dtype=np.int32)
+    first = np.floor(season_start).astype(np.int32)
+    in_season = ((nights[None, :] - first[:, None]) % 365) < int(survey["season"])
     night_p = survey["night_p"] if config.night_fraction is None else config.night_fraction
     p_obs = night_p * (1.0 - config.weather_loss)
-    observed = in_season & (rng_cad.random((m, n_nights)) < p_obs)
+    observed = in_season & (rng_cad.random((m, n_nights), dtype=np.float32) < np.float32(p_obs))
     obj, night = np.nonzero(observed)  # row-major: grouped by object, nights in order
     night_time = config.mjd_start + night + rng_cad.uniform(0.05, 0.3, len(obj))
     pair = rng_cad.random(len(obj)) < survey["pair_p"]
