@@ -210,6 +210,12 @@ class ExtractionResult:
     def __len__(self) -> int:
         return len(self.catalog)
 
+    def to_arrow(self):
+        """The catalog as a :class:`pyarrow.Table` (the Catalog record for Ray Data and Parquet)."""
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(self.catalog, preserve_index=False)
+
 
 # --------------------------------------------------------------------------- input preparation
 

@@ -233,3 +233,38 @@ def test_gpu_stage_matches_the_sextractor_catalog_and_the_cpu_array_path(sep_fra
     cpu = cpu.sort_values("y").reset_index(drop=True)
     for name in ("x", "y", "flux", "flux_auto", "xwin", "flux_radius"):
         assert_allclose(cat[name], cpu[name], rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_variance_gain_and_custom_kernel(impl):
+    image, _ = star_field((128, 128), 20, seed=5, sky=0.0)
+    var = np.full(image.shape, 25.0, dtype=np.float32)
+    cfg = ExtractionConfig(threshold=3.0, implementation=impl, gain=2.0,
+                           filter_kernel=((0.0, 1.0, 0.0), (1.0, 2.0, 1.0), (0.0, 1.0, 0.0)))
+    a = SourceExtractor(cfg).run(image, variance=var).catalog
+    b = SourceExtractor(cfg).run(image, error=np.sqrt(var)).catalog
+    pd.testing.assert_frame_equal(a, b)
+    nogain = SourceExtractor(cfg.with_updates(gain=None)).run(image, error=5.0).catalog
+    assert len(nogain) == len(a)
+    bright = a["flux"] > 0
+    assert (a["flux_err"][bright] > nogain["flux_err"][bright]).all()  # Poisson term added
+    r = SourceExtractor(cfg).run(image, error=5.0)
+    table = r.to_arrow()
+    assert table.num_rows == len(r.catalog) and "flux_err" in table.column_names
+
+
+def test_config_validation():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        ExtractionConfig(threshold=0)
+    with pytest.raises(ValidationError):
+        ExtractionConfig(filter_kernel=((1.0, 2.0), (1.0,)))
+    with pytest.raises(ValidationError):
+        ExtractionConfig(deblend_cont=2.0)
+    with pytest.raises(ValidationError):
+        ExtractionConfig(minarea=5)  # SEP's spelling is not ours
+    from astroray.errors import DeviceUnavailableError
+
+    with pytest.raises((ValueError, DeviceUnavailableError)):  # SEP is CPU only; no GPU here either
+        SourceExtractor(ExtractionConfig(implementation="sep", device="gpu"))
