@@ -185,7 +185,8 @@ def as_mask(mask, shape, *, threshold: float = 0.0, name: str = "mask", source: 
 # --------------------------------------------------------------------------- implementations
 
 
-def _sep_background(data: np.ndarray, mask: np.ndarray | None, cfg: BackgroundConfig) -> BackgroundResult:
+def _sep_background(data: np.ndarray, mask: np.ndarray | None, cfg: BackgroundConfig,
+                    device: str = "cpu") -> BackgroundResult:
     import sep
 
     bh, bw = cfg.box_hw
@@ -200,6 +201,9 @@ def _array_background(data, mask, cfg: BackgroundConfig, device: str) -> Backgro
     maps = _kernels.mesh_background(data, mask, box_size=cfg.box_hw, filter_size=cfg.filter_hw,
                                     filter_threshold=cfg.filter_threshold)
     return BackgroundResult(maps.background, maps.rms, maps.global_background, maps.global_rms, device)
+
+
+_CORES = {"sep": _sep_background, "array": _array_background}  # implementation -> core(data, mask, cfg, device)
 
 
 class Background:
@@ -226,7 +230,8 @@ class Background:
         if impl == "sep" and self.device == "gpu":
             raise ValueError("implementation='sep' runs on the CPU only; use device='cpu' or implementation='array'")
         self.implementation = impl
-        self.xp = get_xp(self.device)
+        self.xp = get_xp(self.device) if impl == "array" else np
+        self._core = _CORES[impl]
 
     def run(self, image, *, mask=None, source: str | None = None) -> BackgroundResult:
         """Measure the background and RMS maps of ``image``.
@@ -250,8 +255,8 @@ class Background:
         InvalidInputError
             Bad image or mask (see :func:`as_image`, :func:`as_mask`).
         """
-        xp = self.xp if self.implementation == "array" else np
-        if self.implementation == "sep":
+        xp = self.xp
+        if xp is np:  # SEP and NumPy take host arrays
             image = to_numpy(image)
             mask = None if mask is None else to_numpy(mask)
         data = as_image(image, source=source, xp=xp)
@@ -260,9 +265,7 @@ class Background:
         if bool(bad.any()):
             m = bad if m is None else (m | bad)
             data = xp.where(bad, 0, data).astype(data.dtype)  # SEP reads masked pixels anyway
-        if self.implementation == "sep":
-            return _sep_background(data, m, self.config)
-        return _array_background(data, m, self.config, self.device)
+        return self._core(data, m, self.config, self.device)
 
     __call__ = run
 

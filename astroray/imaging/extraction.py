@@ -348,7 +348,7 @@ def _isophotal_error(seg: np.ndarray, n: int, err, flux, gain) -> np.ndarray:
     return np.sqrt(var_sum)
 
 
-def _run_sep(cfg: ExtractionConfig, prep: _Prepared) -> tuple[pd.DataFrame, np.ndarray, float]:
+def _run_sep(cfg: ExtractionConfig, prep: _Prepared, xp=np) -> tuple[pd.DataFrame, np.ndarray, float]:
     import sep
 
     data, err, mask = prep.data, prep.error, prep.mask
@@ -433,6 +433,14 @@ def _run_array(cfg: ExtractionConfig, prep: _Prepared, xp) -> tuple[pd.DataFrame
     return cat, out.segmentation, out.threshold
 
 
+_CORES = {"sep": _run_sep, "array": _run_array}  # implementation name -> core(config, prepared, xp)
+
+
+def _to_host(*values):
+    """Arrays to NumPy for the SEP core (scalars and None pass through)."""
+    return tuple(None if v is None else (v if np.ndim(v) == 0 else to_numpy(v)) for v in values)
+
+
 # --------------------------------------------------------------------------- the stage
 
 
@@ -461,6 +469,7 @@ class SourceExtractor:
             raise ValueError("implementation='sep' runs on the CPU only; use device='cpu' or implementation='array'")
         self.implementation = impl
         self.xp = get_xp(self.device) if impl == "array" else np
+        self._core = _CORES[impl]
 
     def run(self, image, *, error=None, variance=None, mask=None, background=None, wcs=None,
             source: str | None = None) -> ExtractionResult:
@@ -496,15 +505,10 @@ class SourceExtractor:
             Image not 2-D, a dtype that cannot be cast to float, no finite
             pixel, or mask / error / background of another shape.
         """
-        xp = self.xp
-        if self.implementation == "sep":
-            image, mask, error, variance = (None if v is None else (v if np.ndim(v) == 0 else to_numpy(v))
-                                            for v in (image, mask, error, variance))
-        prep = _prepare(self.config, xp, image, error, variance, mask, background, source)
-        if self.implementation == "sep":
-            cat, seg, thresh = _run_sep(self.config, prep)
-        else:
-            cat, seg, thresh = _run_array(self.config, prep, xp)
+        if self.xp is np:  # the SEP core and NumPy take host arrays
+            image, mask, error, variance = _to_host(image, mask, error, variance)
+        prep = _prepare(self.config, self.xp, image, error, variance, mask, background, source)
+        cat, seg, thresh = self._core(self.config, prep, self.xp)
         ra, dec = _wcs_radec(wcs, cat["x"].to_numpy(), cat["y"].to_numpy())
         cat["ra"], cat["dec"] = ra, dec
         cat = cat[list(SEP_COLUMNS + CATALOG_EXTRA_COLUMNS)]
