@@ -73,6 +73,9 @@ class DifferenceConfig(AstrorayConfig):
         Move each PSF's centroid onto its middle pixel.
     fft_workers : int
         CPU FFT threads (-1: all cores).
+    cpu_kernels : {"numba", "numpy"}
+        CPU Fourier-space arithmetic: parallel Numba loops, or the NumPy
+        expressions the GPU path fuses.
     keep_on_device : bool
         Leave the result arrays on the GPU (CuPy) for the next stage.
     bad_bits : int
@@ -98,6 +101,7 @@ class DifferenceConfig(AstrorayConfig):
     fourier_floor: float = Field(default=1e-8, gt=0, lt=1)
     recenter_psf: bool = True
     fft_workers: int = -1
+    cpu_kernels: Literal["numba", "numpy"] = "numba"
     keep_on_device: bool = False
     bad_bits: int = _DEFAULT_BAD
     ratio_min_snr: float = Field(default=20.0, gt=0)
@@ -207,7 +211,7 @@ class Differencer:
         self.device = resolve_device(self.config.device)
         self.xp = get_xp(self.device)
         # One FFT backend per stage: on the GPU it holds the cuFFT plans and fused kernels.
-        self.fft = FourierBackend(self.xp, workers=self.config.fft_workers)
+        self.fft = FourierBackend(self.xp, workers=self.config.fft_workers, cpu_kernels=self.config.cpu_kernels)
         self._method = {"zogy": self._run_zogy, "classic": self._run_classic}[self.config.method]
 
     def run(self, reference: Exposure, science: Exposure, *, flux_ratio: float | None = None,
@@ -291,8 +295,11 @@ class Differencer:
                 if bool(xp.all(var == 0)):
                     raise InvalidInputError(f"{name} variance is zero everywhere")
                 raise InvalidInputError(f"{name} has no usable pixels (all flagged, NaN or zero variance)")
-            out[key] = xp.where(bad, np.float32(0), img)
-            out["V" + key] = xp.where(bad, np.float32(0), var)
+            if bool(bad.any()):
+                out[key] = xp.where(bad, np.float32(0), img)
+                out["V" + key] = xp.where(bad, np.float32(0), var)
+            else:  # nothing to blank: no copies
+                out[key], out["V" + key] = img, var
         out["bad"] = bads[0] | bads[1]
         out["good"] = ~out["bad"]
         if not bool(out["good"].any()):

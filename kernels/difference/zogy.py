@@ -321,11 +321,25 @@ def zogy_psf_products(psf_reference: np.ndarray, psf_science: np.ndarray, *, f_r
     den2 = np.maximum(s_n ** 2 * aa + s_r ** 2 * bb, floor ** 2 * den2_0)
     den = np.sqrt(den2)
     f_d = f_r * f_n / math.sqrt(den2_0)
-    out = {"F_D": f_d}
+    # Parseval on the grid: exact sums of the squared kernels, wings included.
+    out = {"F_D": f_d, "sum_d_n2": _half_plane_mean(np.abs(a) ** 2 / den2, grid, np),
+           "sum_d_r2": _half_plane_mean(np.abs(b) ** 2 / den2, grid, np)}
     for name, spec in (("P_D", a * b / (f_d * den)), ("k_n", aa * np.conj(b) / den2),
                        ("k_r", bb * np.conj(a) / den2), ("d_n", a / den), ("d_r", b / den)):
         out[name] = _centre_crop(np.fft.irfft2(spec, s=shape), side)
     return out
+
+
+def _cached_psf_products(fb, Pr, Pn, **kw) -> dict:
+    # The same PSF pair comes back for every tile and every repeat of a pair: a few entries suffice.
+    cache = fb.__dict__.setdefault("_psf_products", {})
+    key = (Pr.shape, Pr.tobytes(), Pn.shape, Pn.tobytes(), tuple(sorted(kw.items())))
+    hit = cache.get(key)
+    if hit is None:
+        if len(cache) >= 8:
+            cache.pop(next(iter(cache)))
+        hit = cache[key] = zogy_psf_products(Pr, Pn, **kw)
+    return hit
 
 
 def _crop_centred(stamp, side):
@@ -390,9 +404,11 @@ def _zogy_core(R, N, VR, VN, Pr, Pn, *, f_r, f_n, s_r, s_n, sx, sy, want_vd, pad
         v_ast = None
 
     # Kernels of the variance terms, P_D and D's white-noise level: PSF-only, on a small host grid.
-    small = zogy_psf_products(Pr, Pn, f_r=f_r, f_n=f_n, s_r=s_r, s_n=s_n, floor=floor,
-                              size=min(2 * pad + 1, 2 * (min(shape) // 2) - 1))
-    v_d_white = var_n * float((small["d_n"] ** 2).sum()) + var_r * float((small["d_r"] ** 2).sum())
+    # k_n, k_r and P_D are compact; D's kernels d_n, d_r have faint wings out to ~pad.
+    side = 2 * pad + 1 if (want_vd and VN is not None) else 2 * max(Pr.shape + Pn.shape) + 1
+    small = _cached_psf_products(fb, Pr, Pn, f_r=f_r, f_n=f_n, s_r=s_r, s_n=s_n, floor=floor,
+                                 size=min(side, 2 * (min(shape) // 2) - 1))
+    v_d_white = var_n * small["sum_d_n2"] + var_r * small["sum_d_r2"]
     if VN is not None:
         vn_hat = fb.rfft2(VN, shape)
         vr_hat = fb.rfft2(VR, shape)

@@ -1,7 +1,6 @@
 """Classic differencing: PSF matching, fitted scale/offset, variance and photometry against injected truth."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
