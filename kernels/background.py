@@ -429,23 +429,35 @@ def filter_meshes(back, sigma, *, filter_size=(3, 3), filter_threshold=0.0):
 # --------------------------------------------------------------------------- 4: bicubic spline
 
 
-def _spline_second_derivatives(grid, axis):
-    """SExtractor's natural-spline coefficients along ``axis`` (unit node spacing)."""
-    xp = array_module_of(grid)
-    g = xp.moveaxis(grid.astype(xp.float64), axis, 0)
-    n = g.shape[0]
-    d = xp.zeros_like(g)
+@functools.cache
+def _spline_matrix(n: int) -> np.ndarray:
+    """The (n, n) matrix taking node values to SExtractor's natural-spline coefficients.
+
+    The recurrence (unit node spacing, natural ends) is linear in the node
+    values, so it is run once on the identity and then applied as one matrix
+    product: one launch on the GPU instead of a loop over the nodes.
+    """
+    eye = np.eye(n)
+    d = np.zeros((n, n))
     if n < 3:
-        return xp.moveaxis(d, 0, axis)
-    u = xp.zeros_like(g)
+        return d
+    u = np.zeros((n, n))
     for i in range(1, n - 1):
         t = -1.0 / (d[i - 1] + 4.0)
         d[i] = t
-        u[i] = t * (u[i - 1] - 6.0 * (g[i + 1] + g[i - 1] - 2.0 * g[i]))
-    d[n - 1] = 0.0
+        u[i] = t * (u[i - 1] - 6.0 * (eye[i + 1] + eye[i - 1] - 2.0 * eye[i]))
     for i in range(n - 2, 0, -1):
-        d[i] = (d[i] * d[i + 1] + u[i]) / 6.0
-    return xp.moveaxis(d, 0, axis)
+        d[i] = d[i] * d[i + 1] + u[i]
+        d[i] /= 6.0
+    return d  # row i: coefficients of node values in d_i
+
+
+def _spline_second_derivatives(grid, axis):
+    """SExtractor's natural-spline coefficients along ``axis`` (unit node spacing)."""
+    xp = array_module_of(grid)
+    m = xp.asarray(_spline_matrix(grid.shape[axis]))
+    g = grid.astype(xp.float64)
+    return m @ g if axis == 0 else g @ m.T
 
 
 def interpolate_meshes(grid, shape, box_size):
