@@ -17,8 +17,10 @@ triangle/sector areas.
 """
 from __future__ import annotations
 
+import functools
 import math
 
+import numba
 import numpy as np
 
 from astroray.kernels.backend import array_module_of
@@ -36,6 +38,7 @@ __all__ = [
     "flux_radius",
     "winpos",
     "polygon_disk_overlap",
+    "winpos_cuda",
 ]
 
 APER_TRUNC = 0x0010
@@ -526,6 +529,9 @@ _WIN_FAC = 2.0
 def winpos(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
     """Windowed centroids (SExtractor's XWIN/YWIN; SEP's ``winpos``).
 
+    On the GPU this runs as :func:`winpos_cuda` (one thread per object);
+    elsewhere as the array code below, its twin.
+
     Gaussian-weighted centroid within ``4 sig``, iterated up to 16 times
     until the step is below 1e-4 px; all objects iterate together, each
     stopping on its own criterion.
@@ -536,6 +542,8 @@ def winpos(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
     flag : array (n,) int64
     """
     xp = array_module_of(data)
+    if xp is not np:
+        return winpos_cuda(data, x, y, sig, mask=mask, subpix=subpix, minsig=minsig)
     x = xp.asarray(x, dtype=xp.float64).copy()
     y = xp.asarray(y, dtype=xp.float64).copy()
     n = x.shape[0]
@@ -610,3 +618,140 @@ def winpos(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
         done = ~pos | (stepx * stepx + stepy * stepy < _WIN_STEPMIN * _WIN_STEPMIN)
         active[act] = ~done
     return x, y, flag
+
+
+# --------------------------------------------------------------------------- windowed positions on the GPU
+
+_cuda = None  # numba.cuda, bound on first GPU use (a module global so the simulator can swap it)
+
+
+def _winpos_body(o, data, mask, has_mask, x, y, sig, subpix, out_x, out_y, out_flag):
+    """SEP's ``sep_windowed`` for object ``o``: iterate the Gaussian-weighted centroid."""
+    h = data.shape[0]
+    w = data.shape[1]
+    xo = x[o]
+    yo = y[o]
+    s = sig[o]
+    flag = 0
+    inv2s2 = 1.0 / (2.0 * s * s)
+    r = _WIN_NSIG * s
+    r2 = r * r
+    rin = r - 0.7072
+    r_in2 = rin * rin if rin > 0.0 else 0.0
+    r_out2 = (r + 0.7072) * (r + 0.7072)
+    scale = 1.0 / subpix
+    scale2 = scale * scale
+    offset = 0.5 * (scale - 1.0)
+    for _ in range(_WIN_NITER):
+        xmin = int(xo - r + 0.5)
+        xmax = int(xo + r + 1.4999999)
+        ymin = int(yo - r + 0.5)
+        ymax = int(yo + r + 1.4999999)
+        if xmin < 0:
+            xmin = 0
+            flag |= APER_TRUNC
+        if xmax > w:
+            xmax = w
+            flag |= APER_TRUNC
+        if ymin < 0:
+            ymin = 0
+            flag |= APER_TRUNC
+        if ymax > h:
+            ymax = h
+            flag |= APER_TRUNC
+        tv = 0.0
+        twv = 0.0
+        totarea = 0.0
+        maskarea = 0.0
+        maskweight = 0.0
+        maskdx = 0.0
+        maskdy = 0.0
+        dxpos = 0.0
+        dypos = 0.0
+        for iy in range(ymin, ymax):
+            for ix in range(xmin, xmax):
+                dx = ix - xo
+                dy = iy - yo
+                rpix2 = dx * dx + dy * dy
+                if rpix2 < r_out2:
+                    if rpix2 > r_in2:
+                        overlap = 0.0
+                        sdy = dy + offset
+                        for _sy in range(subpix):
+                            sdx = dx + offset
+                            for _sx in range(subpix):
+                                if sdx * sdx + sdy * sdy < r2:
+                                    overlap += scale2
+                                sdx += scale
+                            sdy += scale
+                    else:
+                        overlap = 1.0
+                    pix = numba.float64(data[iy, ix])
+                    weight = math.exp(-rpix2 * inv2s2)
+                    if has_mask and mask[iy, ix]:
+                        flag |= APER_HASMASKED
+                        maskarea += overlap
+                        maskweight += overlap * weight
+                        maskdx += overlap * weight * dx
+                        maskdy += overlap * weight * dy
+                    else:
+                        tv += pix * overlap
+                        wpix = pix * overlap * weight
+                        twv += wpix
+                        dxpos += wpix * dx
+                        dypos += wpix * dy
+                    totarea += overlap
+        if has_mask and maskarea > 0.0:
+            unmasked = totarea - maskarea
+            avg = tv / unmasked if unmasked > 0.0 else 0.0  # the mean unmasked value stands in
+            twv += avg * maskweight
+            dxpos += avg * maskdx
+            dypos += avg * maskdy
+        if twv > 0.0:
+            dxpos /= twv
+            dypos /= twv
+            xo += dxpos * _WIN_FAC
+            yo += dypos * _WIN_FAC
+        else:
+            break
+        if dxpos * dxpos + dypos * dypos < _WIN_STEPMIN * _WIN_STEPMIN:
+            break
+    out_x[o] = xo
+    out_y[o] = yo
+    out_flag[o] = flag
+
+
+@functools.cache
+def _winpos_kernel():
+    global _cuda
+    from numba import cuda as numba_cuda
+
+    _cuda = numba_cuda
+    body = numba_cuda.jit(device=True)(_winpos_body)
+
+    @numba_cuda.jit
+    def kernel(data, mask, has_mask, x, y, sig, subpix, out_x, out_y, out_flag):
+        o = _cuda.grid(1)
+        if o < x.shape[0]:
+            body(o, data, mask, has_mask, x, y, sig, subpix, out_x, out_y, out_flag)
+
+    return kernel
+
+
+def winpos_cuda(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
+    """:func:`winpos` with one CUDA thread per object (CuPy arrays, or NumPy under the simulator)."""
+    xp = array_module_of(data)
+    x = xp.asarray(x, dtype=xp.float64)
+    y = xp.asarray(y, dtype=xp.float64)
+    n = x.shape[0]
+    sig = xp.maximum(xp.broadcast_to(xp.asarray(sig, dtype=xp.float64), x.shape), minsig).copy()
+    out_x = x.copy()
+    out_y = y.copy()
+    out_flag = xp.zeros(n, dtype=xp.int64)
+    if n:
+        m = xp.zeros((1, 1), dtype=bool) if mask is None else xp.ascontiguousarray(mask)
+        threads = 64
+        _winpos_kernel()[(n + threads - 1) // threads, threads](
+            xp.ascontiguousarray(data, dtype=xp.float32), m, mask is not None, x, y, sig, int(subpix), out_x, out_y,
+            out_flag)
+    return out_x, out_y, out_flag
