@@ -39,6 +39,7 @@ __all__ = [
     "winpos",
     "polygon_disk_overlap",
     "winpos_cuda",
+    "flux_radius_from_annuli",
 ]
 
 APER_TRUNC = 0x0010
@@ -253,7 +254,7 @@ def _aperture_sum(data, x, y, *, error, mask, gain, subpix, box, inside, exact, 
                     part = part + (r2s < r2)
             part = part * (scale * scale)
         overlap = xp.where(near, xp.where(edge, part, 1.0), 0.0)
-        pix = data[iyc, ixc].astype(xp.float64)
+        pix = data[iyc, ixc].astype(xp.float32).astype(xp.float64)  # SEP reads pixels as float
         pvar = _noise_var(error, iyc, ixc, xp)
         if mask is not None:
             m = mask[iyc, ixc] & near
@@ -299,6 +300,10 @@ def sum_circle(data, x, y, r, *, error=None, mask=None, gain=None, subpix=5):
     flag : array (n,) int64
     """
     xp = array_module_of(data)
+    if xp is not np:  # GPU: one thread per aperture
+        from astroray.kernels.extract.aperture_cuda import sum_aperture_cuda
+
+        return sum_aperture_cuda(data, x, y, r, error=error, mask=mask, gain=gain, subpix=subpix)
     x = xp.asarray(x, dtype=xp.float64)
     y = xp.asarray(y, dtype=xp.float64)
     r = xp.broadcast_to(xp.asarray(r, dtype=xp.float64), x.shape)
@@ -335,6 +340,11 @@ def sum_ellipse(data, x, y, a, b, theta, r, *, error=None, mask=None, gain=None,
     flag : array (n,) int64
     """
     xp = array_module_of(data)
+    if xp is not np:  # GPU: one thread per aperture
+        from astroray.kernels.extract.aperture_cuda import sum_aperture_cuda
+
+        return sum_aperture_cuda(data, x, y, r, a=a, b=b, theta=theta, error=error, mask=mask, gain=gain,
+                                 subpix=subpix)
     x = xp.asarray(x, dtype=xp.float64)
     y = xp.asarray(y, dtype=xp.float64)
     a = xp.broadcast_to(xp.asarray(a, dtype=xp.float64), x.shape)
@@ -375,6 +385,10 @@ def kron_radius(data, x, y, cxx, cyy, cxy, r, *, mask=None):
     flag : array (n,) int64
     """
     xp = array_module_of(data)
+    if xp is not np:  # GPU: one thread per object
+        from astroray.kernels.extract.aperture_cuda import kron_radius_cuda
+
+        return kron_radius_cuda(data, x, y, cxx, cyy, cxy, r, mask=mask)
     x = xp.asarray(x, dtype=xp.float64)
     y = xp.asarray(y, dtype=xp.float64)
     n = x.shape[0]
@@ -441,7 +455,12 @@ def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5):
     size = xp.maximum(xmax - xmin, ymax - ymin)
     scale = 1.0 / subpix
     offset = 0.5 * (scale - 1.0)
-    for idx, s in _batches(size, n):
+    batches = _batches(size, n) if xp is np else ()
+    if xp is not np:  # GPU: one thread per object fills its annuli
+        from astroray.kernels.extract.aperture_cuda import annuli_cuda
+
+        sums, areas, mareas, flag = annuli_cuda(data, x, y, rmax, nbins=nb, mask=mask, subpix=subpix)
+    for idx, s in batches:
         iy, ix, valid, iyc, ixc = _stamps(data, xmin[idx], xmax[idx], ymin[idx], ymax[idx], s)
         k = idx.shape[0]
         full = (k, s, s)
@@ -458,7 +477,7 @@ def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5):
         fdy = bdy.reshape(-1)[sel].astype(xp.float64)
         fy = xp.broadcast_to(iyc, full).reshape(-1)[sel]
         fx = xp.broadcast_to(ixc, full).reshape(-1)[sel]
-        fpix = data[fy, fx].astype(xp.float64)
+        fpix = data[fy, fx].astype(xp.float32).astype(xp.float64)  # SEP reads pixels as float
         if mask is not None:
             fmask = mask[fy, fx]
             hasm = xp.bincount(row, weights=fmask.astype(xp.float64), minlength=k) > 0
@@ -499,15 +518,24 @@ def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5):
         sums[idx] = acc_s[:, :nb]
         areas[idx] = acc_a[:, :nb]
         mareas[idx] = acc_m[:, :nb]
-    if mask is not None:
+    return flux_radius_from_annuli(sums, areas, mareas, rmax, frac, normflux=normflux,
+                                   masked=mask is not None), flag
+
+
+def flux_radius_from_annuli(sums, areas, mareas, rmax, frac, *, normflux=None, masked=False):
+    """SEP's ``inverse``: the radius where the cumulative annulus sum reaches ``frac`` of the total."""
+    xp = array_module_of(sums)
+    n, nb = sums.shape
+    rmax = xp.broadcast_to(xp.asarray(rmax, dtype=xp.float64), (n,))
+    if masked:
         with np.errstate(divide="ignore", invalid="ignore"):
             corr = xp.where(areas == mareas, 0.0, areas / (areas - mareas))
         sums = sums * corr
     csum = xp.cumsum(sums, axis=1)
-    total = csum[:, -1] if normflux is None else xp.broadcast_to(xp.asarray(normflux, dtype=xp.float64), x.shape)
+    total = csum[:, -1] if normflux is None else xp.broadcast_to(xp.asarray(normflux, dtype=xp.float64), (n,))
     target = xp.asarray(frac, dtype=xp.float64) * total
     step = rmax / nb
-    # inverse(): first bin whose cumulative sum reaches the target, linear inside it.
+    # First bin whose cumulative sum reaches the target, linear inside it.
     reached = csum >= target[:, None]
     i = xp.where(reached.any(axis=1), xp.argmax(reached, axis=1), nb)
     rows = xp.arange(n)
@@ -516,8 +544,7 @@ def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5):
     with np.errstate(divide="ignore", invalid="ignore"):
         first = xp.where((target <= 0) | (csum[:, 0] == 0), 0.0, step * target / csum[:, 0])
         mid = step * (i + (target - y_prev) / (y_i - y_prev))
-    out = xp.where(i == 0, first, xp.where(i == nb, rmax, mid))
-    return out, flag
+    return xp.where(i == 0, first, xp.where(i == nb, rmax, mid))
 
 
 _WIN_NITER = 16
