@@ -155,7 +155,7 @@ def embed_kernel(stamp, fft_shape: tuple[int, int], xp: ModuleType, dtype=np.flo
     rows = xp.asarray((np.arange(h) - h // 2) % fft_shape[0])
     cols = xp.asarray((np.arange(w) - w // 2) % fft_shape[1])
     big = xp.zeros(fft_shape, dtype=dtype)
-    big[xp.ix_(rows, cols)] = xp.asarray(stamp, dtype=dtype)
+    big[xp.ix_(rows, cols)] = xp.asarray(np.ascontiguousarray(stamp), dtype=dtype)
     return big
 
 
@@ -214,6 +214,7 @@ class FourierBackend:
         transform to zeros.
         """
         xp = self.xp
+        stamp = np.ascontiguousarray(stamp)  # flipped views have negative strides
         h, w = stamp.shape
         rows = xp.asarray((np.arange(h) - h // 2) % shape[0])
         cols = xp.asarray((np.arange(w) - w // 2) % shape[1])
