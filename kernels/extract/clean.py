@@ -15,7 +15,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["clean_survivors", "CLEAN_ZONE"]
+__all__ = ["clean_survivors", "replay_mthresh_heap", "CLEAN_ZONE"]
 
 CLEAN_ZONE = 10.0
 
@@ -63,6 +63,53 @@ def _clean(mx, my, a, b, cxx, cyy, cxy, fdflux, thresh, fdnpix, abcor, mthresh, 
                     if model > mthresh[i]:
                         survives[i] = False  # and, as in SEP, it may still eat later objects
     return survives
+
+
+@numba.njit(cache=True)
+def _mthresh_heap(tpix, start, count, minarea, out):
+    heap = np.empty(minarea, dtype=np.float32)
+    for o in range(start.shape[0]):
+        s = start[o]
+        c = count[o]
+        if c < minarea:
+            out[o] = 0.0
+            continue
+        h = minarea
+        for i in range(c):
+            t = tpix[s + i]
+            if h > 0:
+                heap[minarea - h] = t
+            elif h == 0:
+                heap.sort()  # SEP's fqmedian sorts in place; this pixel is never inserted
+            elif t > heap[0]:
+                heap[0] = t
+                j = 0
+                while True:
+                    k = (j + 1) * 2
+                    if k > minarea:
+                        break
+                    hk = k
+                    if k != minarea and heap[hk - 1] > heap[hk]:
+                        hk += 1
+                        k += 1
+                    hk -= 1
+                    if heap[j] <= heap[hk]:
+                        break
+                    tmp = heap[hk]
+                    heap[hk] = heap[j]
+                    heap[j] = tmp
+                    j = k  # SEP continues from here, one past the node it swapped
+            h -= 1
+        out[o] = heap[0]
+
+
+def replay_mthresh_heap(tpix_chain, start, count, min_area):
+    """SEP's ``analysemthresh`` heap, replayed per object over chain-ordered ``cvalue - thresh`` (host arrays)."""
+    out = np.zeros(len(start), dtype=np.float32)
+    if len(start):
+        _mthresh_heap(np.ascontiguousarray(tpix_chain, dtype=np.float32), np.asarray(start, np.int64),
+                      np.asarray(count, np.int64), int(min_area), out)
+    return out
 
 
 def clean_survivors(x, y, a, b, cxx, cyy, cxy, fdflux, thresh, npix, abcor, mthresh, *, clean_param=1.0):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from astroray.kernels.backend import array_module_of
+from astroray.kernels.backend import array_module_of, to_numpy
 
 __all__ = ["moments_errors", "analyse", "minarea_threshold", "segment_max_first", "segment_min_max_int",
            "segment_kth_largest", "lutz_chain_rank", "OBJ_MERGED", "OBJ_TRUNC", "OBJ_DOVERFLOW", "OBJ_SINGU"]
@@ -256,20 +256,21 @@ def lutz_chain_rank(pixels):
 
 
 def minarea_threshold(pixels, min_area):
-    """SEP's ``mthresh``: the ``min_area``-th highest filtered value above threshold, per object.
+    """SEP's ``mthresh`` per object: its heap of the ``min_area`` highest filtered values above threshold.
 
-    As SEP's heap does: the first ``min_area`` pixels (in Lutz chain order)
-    fill the heap, the next one is skipped, the rest compete; an object of
-    exactly ``min_area`` pixels keeps its first chain pixel's value.
+    SEP fills a heap with the first ``min_area`` pixels in Lutz chain order,
+    sorts it at the next pixel (which is never inserted), then pushes each
+    later pixel that beats the root with a sift-down that stops after one
+    level (its child index is off by one). The result is not always the
+    ``min_area``-th largest value, and cleaning depends on it, so the heap is
+    replayed exactly (a sequential Numba loop per object, on the host) over
+    the pixels in :func:`lutz_chain_rank` order.
     """
     xp = array_module_of(pixels.x)
     tpix = (pixels.cvalue - pixels.thresh).astype(xp.float32)
-    n = pixels.n_objects
     rank = lutz_chain_rank(pixels)
-    skipped = rank == min_area
-    keep = xp.flatnonzero(~skipped)
-    kth = segment_kth_largest(tpix[keep], pixels.obj[keep], n, min_area)
-    first = xp.zeros(n, dtype=xp.float32)
-    head = xp.flatnonzero(rank == 0)
-    first[pixels.obj[head]] = tpix[head]
-    return xp.where(pixels.count == min_area, first, xp.where(pixels.count < min_area, 0, kth)).astype(xp.float32)
+    order = xp.argsort((pixels.obj.astype(xp.int64) << 32) | rank)
+    from astroray.kernels.extract.clean import replay_mthresh_heap
+
+    out = replay_mthresh_heap(to_numpy(tpix[order]), to_numpy(pixels.start), to_numpy(pixels.count), int(min_area))
+    return xp.asarray(out)

@@ -129,3 +129,25 @@ def test_lutz_chain_rank_puts_left_extensions_first():
     z = np.zeros(5, dtype=np.float32)
     pl = PixelList(np.zeros(5, dtype=np.int64), x, y, z, z, z, z, 1, None, None).sorted()
     assert_array_equal(lutz_chain_rank(pl), [1, 2, 0, 3, 4])
+
+
+def test_mthresh_heap_replays_seps_shallow_sift():
+    from astroray.kernels.extract.clean import replay_mthresh_heap
+
+    # Chain order of a real noise blob (see test below): SEP's heap ends at 0.64, while the
+    # 5th largest value (leaving out the skipped 6th pixel) is 0.35.
+    chain = np.array([0.04, 0.35, 0.70, 0.35, 0.33, 0.52, 0.08, 1.55, 1.32, 0.64, 0.22], dtype=np.float32)
+    assert replay_mthresh_heap(chain, np.array([0]), np.array([11]), 5)[0] == np.float32(0.64)
+    # Exactly min_area pixels: the heap is never sorted, the first pixel stays on top.
+    assert replay_mthresh_heap(chain[:5], np.array([0]), np.array([5]), 5)[0] == np.float32(0.04)
+    assert replay_mthresh_heap(chain[:4], np.array([0]), np.array([4]), 5)[0] == 0.0
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_cleaning_of_noise_blobs_matches_sep(seed):
+    image, _ = star_field((256, 256), 150, seed=seed, sky=0.0, noise=4.0, flux_range=(100, 5e5))
+    ref = sep.extract(image, 0.7, err=4.0, filter_kernel=KERNEL, deblend_cont=1.0)
+    out = extract(image, threshold=0.7, error=4.0, filter_kernel=KERNEL, deblend_cont=1.0).columns
+    assert len(out["x"]) == len(ref)
+    assert_allclose(out["x"], ref["x"], atol=1e-6)
+    assert_allclose(out["y"], ref["y"], atol=1e-6)
