@@ -230,13 +230,7 @@ def detect(data, *, threshold, relative, error=None, mask=None, kernel=None, mat
     if thresh_img is None:
         object_thresh = xp.full(n, np.float32(scalar_threshold), dtype=xp.float32)
     else:
-        # SEP takes the threshold of the pixel where its scan closes the object: one row
-        # below, one column right of the object's last pixel. Beyond the image SEP uses
-        # zero (which breaks deblending); there we keep the last pixel's own threshold.
-        last_pix = last[kept[xp.argsort(last[kept])]]
-        ly, lx = last_pix // w + 1, last_pix % w + 1
-        inside = (ly < h) & (lx < w)
-        below = thresh_img[xp.minimum(ly, h - 1), xp.minimum(lx, w - 1)]
-        own = thresh_img[ly - 1, lx - 1]
-        object_thresh = xp.where(inside, below, own).astype(xp.float32)
+        # With a threshold map, SEP 1.4 gives each object the mean threshold of its pixels.
+        tsum = xp.bincount(pixels.obj, weights=pixels.thresh.astype(xp.float64), minlength=n)[:n]
+        object_thresh = (tsum / xp.maximum(pixels.count, 1)).astype(xp.float32)
     return Detection(pixels, cimg, object_thresh, scalar_threshold)

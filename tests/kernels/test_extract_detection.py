@@ -151,3 +151,17 @@ def test_cleaning_of_noise_blobs_matches_sep(seed):
     assert len(out["x"]) == len(ref)
     assert_allclose(out["x"], ref["x"], atol=1e-6)
     assert_allclose(out["y"], ref["y"], atol=1e-6)
+
+
+@pytest.mark.parametrize("filter_type", ["matched", "conv"])
+def test_error_map_with_deblending_and_cleaning_matches_sep(filter_type):
+    image, _ = star_field((256, 256), 150, seed=1, sky=0.0, noise=4.0, flux_range=(100, 5e5))
+    err = np.broadcast_to((4.0 * (1 + 0.3 * np.sin(np.arange(256) / 20.0))).astype(np.float32), (256, 256)).copy()
+    ref = sep.extract(image, 1.5, err=err, filter_kernel=KERNEL, filter_type=filter_type)
+    out = extract(image, threshold=1.5, error=err, filter_kernel=KERNEL, filter_type=filter_type).columns
+    assert len(out["x"]) == len(ref) and ((ref["flag"] & 1) != 0).sum() >= 5
+    d = np.hypot(out["x"][None, :] - ref["x"][:, None], out["y"][None, :] - ref["y"][:, None])
+    idx = d.argmin(axis=1)
+    assert (d.min(axis=1) < 0.1).all()
+    # SEP 1.4 gives each object the mean threshold of its pixels; children keep their parent's.
+    assert_allclose(out["thresh"][idx], ref["thresh"], rtol=1e-6)
