@@ -145,7 +145,8 @@ def detect(data, *, threshold, relative, error=None, mask=None, kernel=None, mat
     error : float or array (H, W), optional
         1-sigma noise; required for a relative threshold.
     mask : array (H, W) bool, optional
-        Masked pixels are never detected.
+        Masked pixels (already zero in ``data``) are never detected with an
+        error map; with a scalar or no error they may join an object, as in SEP.
     kernel : array (h, w), optional
         Detection filter; ``None`` detects on the image itself.
     matched : bool
@@ -193,7 +194,9 @@ def detect(data, *, threshold, relative, error=None, mask=None, kernel=None, mat
         above = cimg > thresh_img
     else:
         above = cimg > np.float32(scalar_threshold)
-    if mask is not None:
+    if mask is not None and noise_map:
+        # SEP gives masked pixels an infinite noise: with a noise map they never pass the
+        # threshold. With a scalar noise they are zeros that may join an object (as in SEP).
         above &= ~mask
 
     ndi = ndimage_for(xp)

@@ -165,3 +165,15 @@ def test_error_map_with_deblending_and_cleaning_matches_sep(filter_type):
     assert (d.min(axis=1) < 0.1).all()
     # SEP 1.4 gives each object the mean threshold of its pixels; children keep their parent's.
     assert_allclose(out["thresh"][idx], ref["thresh"], rtol=1e-6)
+
+
+def test_masked_pixels_behave_as_in_sep(field):
+    rng = np.random.default_rng(9)
+    mask = rng.random(field.shape) < 0.01
+    ref, seg = sep.extract(field, 1.5, err=4.0, filter_kernel=KERNEL, mask=mask, segmentation_map=True)
+    data = np.where(mask, 0, field).astype(np.float32)  # the stage zeroes masked pixels before extraction
+    out = extract(data, threshold=1.5, error=4.0, filter_kernel=KERNEL, mask=mask)
+    assert len(out.columns["x"]) == len(ref)
+    assert_allclose(out.columns["npix"], ref["npix"])
+    assert_allclose(out.columns["flux"], ref["flux"], rtol=1e-5)
+    assert (np.asarray(out.segmentation) == seg).all()
