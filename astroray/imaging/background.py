@@ -264,6 +264,9 @@ class Background:
         bad = ~xp.isfinite(data)
         if bool(bad.any()):
             m = bad if m is None else (m | bad)
+        if m is not None and bool(m.all()):
+            raise InvalidInputError("every pixel is masked or NaN/inf: no background to measure", source=source)
+        if bool(bad.any()):
             data = xp.where(bad, 0, data).astype(data.dtype)  # SEP reads masked pixels anyway
         return self._core(data, m, self.config, self.device)
 

@@ -54,6 +54,7 @@ from astroray.imaging.background import (
     as_mask,
 )
 from astroray.kernels.backend import array_module_of, get_xp, resolve_device, to_numpy
+from astroray.records import MaskBits
 
 __all__ = [
     "ExtractionConfig",
@@ -266,6 +267,8 @@ def _prepare(cfg: ExtractionConfig, xp, image, error, variance, mask, background
     if m is not None:
         bad |= m
     has_bad = bool(bad.any())
+    if has_bad and bool(bad.all()):
+        raise InvalidInputError("every pixel is masked, NaN/inf, or has a non-positive error", source=source)
 
     bkg_result: BackgroundResult | None = None
     if isinstance(background, str):
@@ -317,7 +320,10 @@ def _wcs_radec(wcs, x, y):
     if not isinstance(wcs, WCS):
         from astropy.io import fits
 
-        header = fits.Header.fromstring(wcs) if isinstance(wcs, str) else wcs
+        if isinstance(wcs, str):  # astroray keeps headers as newline-separated cards
+            header = fits.Header.fromstring(wcs, sep="\n" if "\n" in wcs else "")
+        else:
+            header = wcs
         wcs = WCS(header)
     if not wcs.has_celestial:
         return np.full(len(x), np.nan), np.full(len(x), np.nan)
@@ -433,7 +439,9 @@ def _run_array(cfg: ExtractionConfig, prep: _Prepared, xp) -> tuple[pd.DataFrame
     return cat, out.segmentation, out.threshold
 
 
-_CORES = {"sep": _run_sep, "array": _run_array}  # implementation name -> core(config, prepared, xp)
+_CORES = {"sep": _run_sep, "array": _run_array}
+
+_DEFAULT_MASK_BITS = int(MaskBits.BAD | MaskBits.SAT | MaskBits.CR | MaskBits.EDGE | MaskBits.NO_DATA)  # implementation name -> core(config, prepared, xp)
 
 
 def _to_host(*values):
@@ -518,6 +526,20 @@ class SourceExtractor:
                                 meta={"implementation": self.implementation})
 
     __call__ = run
+
+    def run_exposure(self, exposure, *, background=None, mask_bits: int = _DEFAULT_MASK_BITS) -> ExtractionResult:
+        """Extract from an :class:`astroray.records.Exposure`.
+
+        Uses its variance, the ``mask_bits`` of its mask (by default BAD, SAT,
+        CR, EDGE and NO_DATA; not DETECTED), and the WCS in its header.
+        Without ``background``, the background is estimated unless
+        ``meta['background_subtracted']`` is true.
+        """
+        if background is None and not exposure.meta.get("background_subtracted"):
+            background = "estimate"
+        mask = (np.asarray(exposure.mask).astype(np.uint32) & np.uint32(int(mask_bits))) != 0
+        return self.run(exposure.image, variance=exposure.variance, mask=mask, background=background,
+                        wcs=exposure.header or None, source=exposure.exposure_id or None)
 
 
 def extract_sources(image, *, threshold: float = 1.5, error=None, mask=None, background=None,

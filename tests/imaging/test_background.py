@@ -99,3 +99,9 @@ def test_config_rejects_nonsense():
         BackgroundConfig(box_size=0)
     with pytest.raises(ValidationError):
         BackgroundConfig(bw=64)  # unknown key
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_fully_masked_image_raises(impl):
+    with pytest.raises(InvalidInputError, match="masked"):
+        _stage(impl, box_size=4, filter_size=1).run(np.ones((8, 8)), mask=np.ones((8, 8), dtype=bool))

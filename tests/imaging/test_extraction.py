@@ -268,3 +268,42 @@ def test_config_validation():
 
     with pytest.raises((ValueError, DeviceUnavailableError)):  # SEP is CPU only; no GPU here either
         SourceExtractor(ExtractionConfig(implementation="sep", device="gpu"))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_run_exposure_uses_variance_mask_bits_and_wcs(impl):
+    from astroray.datasets.images import ImagePairConfig, simulate_pair
+    from astroray.records import MaskBits
+
+    pair = simulate_pair(ImagePairConfig(shape=(256, 256)), seed=1)
+    sci = pair.science
+    ext = SourceExtractor(ExtractionConfig(threshold=5.0, implementation=impl))
+    r = ext.run_exposure(sci)
+    cat = r.catalog
+    assert len(cat) >= 3 and np.isfinite(cat[["ra", "dec"]].to_numpy()).all()
+    stars = pair.sources[pair.sources["kind"] == "star"]
+    d = np.hypot(cat["x"].to_numpy()[:, None] - stars["x"].to_numpy()[None, :],
+                 cat["y"].to_numpy()[:, None] - stars["y"].to_numpy()[None, :])
+    near = d.min(axis=1) < 1.0
+    assert near.sum() >= 2
+    j = d.argmin(axis=1)[near]
+    cosd = np.cos(np.radians(stars["dec"].to_numpy()[j]))
+    sep_arcsec = 3600 * np.hypot((cat["ra"].to_numpy()[near] - stars["ra"].to_numpy()[j]) * cosd,
+                                 cat["dec"].to_numpy()[near] - stars["dec"].to_numpy()[j])
+    assert (sep_arcsec < 1.0).all()
+    # DETECTED bits are not a reason to mask; BAD bits are.
+    def with_mask(value):
+        return type(sci)(image=sci.image, variance=sci.variance, mask=np.full(sci.shape, int(value)), psf=sci.psf,
+                         header=sci.header, meta=sci.meta)
+
+    pd.testing.assert_frame_equal(ext.run_exposure(with_mask(MaskBits.DETECTED)).catalog,
+                                  ext.run_exposure(with_mask(0)).catalog)
+    with pytest.raises(InvalidInputError, match="masked"):  # nothing left to measure
+        ext.run_exposure(with_mask(MaskBits.BAD))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_fully_masked_image_raises(impl):
+    ext = SourceExtractor(ExtractionConfig(implementation=impl))
+    with pytest.raises(InvalidInputError, match="masked"):
+        ext.run(np.ones((8, 8)), error=1.0, mask=np.ones((8, 8), dtype=bool))
