@@ -16,6 +16,16 @@ Two implementations share one interface, chosen by the config:
 ``implementation="auto"`` (the default) uses SEP on the CPU and the array code
 on the GPU.
 
+How close the array implementation is to SEP (tests in ``tests/kernels`` and
+``tests/imaging``): on SEP's real frame it reproduces SExtractor's catalog
+within SEP's own tolerances; on simulated fields without deblending it gives
+SEP's objects, in SEP's order, with the same pixels and measurements (also
+with masks, error maps, matched filtering and cleaning). With deblending on,
+every object SEP splits is split the same way and placed at the same
+barycentre, but the faint pixels shared among the children are drawn from a
+different random stream than C's ``rand()``, so the children's isophotal
+fluxes and second moments differ from SEP's (aperture fluxes agree).
+
 Catalog columns
 ---------------
 SEP's ``sep.extract`` fields (``thresh, npix, tnpix, xmin, xmax, ymin, ymax,
@@ -27,7 +37,8 @@ coordinates, ``flux`` is the isophotal flux), plus
   object's pixels)`` (plus the Poisson term when ``gain`` is set);
 * ``snr`` -- ``flux / flux_err``;
 * ``flux_aper``, ``flux_aper_err``, ``flag_aper`` -- circular aperture of
-  ``aperture_radius`` pixels, exact pixel overlap;
+  ``aperture_radius`` pixels (``aperture_subpix``: 5x5 sub-pixel sampling of
+  boundary pixels as SExtractor, or 0 for the exact overlap);
 * ``kron_radius``, ``flux_auto``, ``flux_auto_err``, ``flag_auto`` -- Kron
   radius (in units of a, b) and the flux in the Kron ellipse
   ``kron_factor * kron_radius`` (SExtractor's FLUX_AUTO);
@@ -140,6 +151,8 @@ class ExtractionConfig(AstrorayConfig):
         Electrons per image unit; adds Poisson noise to the errors.
     mask_threshold : float
         Numeric mask values above this mark a pixel as masked.
+    segmentation : bool
+        Return the segmentation map (on the device the stage ran on).
     background : BackgroundConfig
         Used when the stage must estimate the background or the noise itself.
     device : {"cpu", "gpu", "auto"}
