@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from astroray.config import AstrorayConfig, Device
 from astroray.errors import InvalidInputError

@@ -64,7 +64,7 @@ from astroray.imaging.background import (
     as_image,
     as_mask,
 )
-from astroray.kernels.backend import array_module_of, get_xp, resolve_device, to_numpy
+from astroray.kernels.backend import get_xp, resolve_device, to_numpy
 from astroray.records import MaskBits
 
 __all__ = [
