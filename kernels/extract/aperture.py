@@ -429,8 +429,14 @@ def kron_radius(data, x, y, cxx, cyy, cxy, r, *, mask=None):
 _FLUX_RADIUS_BINS = 64
 
 
-def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5):
+def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5, method="loop"):
     """Radius enclosing ``frac`` of ``normflux`` (SEP's ``flux_radius``: 64 annuli to ``rmax``).
+
+    ``method="loop"`` fills the annuli with one loop per object (a CUDA
+    kernel on the GPU, its Numba twin on the CPU): SEP samples nearly every
+    pixel 25 times here, which array code pays for in memory traffic.
+    ``method="array"`` is the stamp-based array code, kept as the reference
+    the loops are tested against.
 
     Returns
     -------
@@ -455,12 +461,12 @@ def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5):
     size = xp.maximum(xmax - xmin, ymax - ymin)
     scale = 1.0 / subpix
     offset = 0.5 * (scale - 1.0)
-    batches = _batches(size, n) if xp is np else ()
-    if xp is not np:  # GPU: one thread per object fills its annuli
-        from astroray.kernels.extract.aperture_cuda import annuli_cuda
+    if method == "loop":  # one loop per object: a CUDA thread each on the GPU, Numba on the CPU
+        from astroray.kernels.extract.aperture_cuda import annuli_cpu, annuli_cuda
 
-        sums, areas, mareas, flag = annuli_cuda(data, x, y, rmax, nbins=nb, mask=mask, subpix=subpix)
-    for idx, s in batches:
+        fill = annuli_cpu if xp is np else annuli_cuda
+        sums, areas, mareas, flag = fill(data, x, y, rmax, nbins=nb, mask=mask, subpix=subpix)
+    for idx, s in (_batches(size, n) if method == "array" else ()):
         iy, ix, valid, iyc, ixc = _stamps(data, xmin[idx], xmax[idx], ymin[idx], ymax[idx], s)
         k = idx.shape[0]
         full = (k, s, s)

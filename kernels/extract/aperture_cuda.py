@@ -16,7 +16,7 @@ import numpy as np
 
 from astroray.kernels.backend import array_module_of
 
-__all__ = ["sum_aperture_cuda", "kron_radius_cuda", "annuli_cuda"]
+__all__ = ["sum_aperture_cuda", "kron_radius_cuda", "annuli_cuda", "annuli_cpu"]
 
 APER_TRUNC = 0x0010
 APER_HASMASKED = 0x0020
@@ -254,7 +254,7 @@ def _make(jit):
                     if masked:
                         flag |= APER_HASMASKED
                     rpix = math.sqrt(rpix2)
-                    d = math.fmod(rpix, step)
+                    d = rpix - step * math.floor(rpix / step)  # fmod for rpix >= 0 (no math.fmod in njit)
                     if d < 0.7072 or d > nextbinmargin:
                         sdy = dy + offset
                         for _sy in range(subpix):
@@ -377,4 +377,31 @@ def annuli_cuda(data, x, y, rmax, *, nbins, mask=None, subpix=5):
     flag = xp.zeros(n, dtype=xp.int64)
     _launch(_kernels()[2], n, xp.ascontiguousarray(data, dtype=xp.float32), m, has_mask, x, _vec(y, n, xp),
             _vec(rmax, n, xp), int(subpix), sums, areas, mareas, flag)
+    return sums, areas, mareas, flag
+
+
+@functools.cache
+def _cpu_annuli():
+    _, _, annuli = _make(numba.njit)
+
+    @numba.njit
+    def all_objects(data, mask, has_mask, x, y, rmax, subpix, sums, areas, mareas, out_flag):
+        for o in range(x.shape[0]):
+            annuli(o, data, mask, has_mask, x, y, rmax, subpix, sums, areas, mareas, out_flag)
+
+    return all_objects
+
+
+def annuli_cpu(data, x, y, rmax, *, nbins, mask=None, subpix=5):
+    """CPU twin of :func:`annuli_cuda` (the same per-object loop, compiled by ``numba.njit``)."""
+    x = np.array(x, dtype=np.float64)
+    n = x.shape[0]
+    m, has_mask = _mask_arg(mask, np)
+    sums = np.zeros((n, nbins))
+    areas = np.zeros((n, nbins))
+    mareas = np.zeros((n, nbins))
+    flag = np.zeros(n, dtype=np.int64)
+    if n:
+        _cpu_annuli()(np.ascontiguousarray(data, dtype=np.float32), m, has_mask, x, _vec(y, n, np), _vec(rmax, n, np),
+                      int(subpix), sums, areas, mareas, flag)
     return sums, areas, mareas, flag
