@@ -367,14 +367,29 @@ def _isophotal_error(seg: np.ndarray, n: int, err, flux, gain) -> np.ndarray:
     return np.sqrt(var_sum)
 
 
+def _sep_extract_growing_stack(data, thresh, **kw):
+    """``sep.extract``, doubling SEP's stack of active object pixels when a crowded frame fills it.
+
+    The stack is allocated and initialised on every call, so it starts at SEP's
+    default rather than at the image size.
+    """
+    import sep
+
+    while True:
+        try:
+            return sep.extract(data, thresh, **kw)
+        except Exception as exc:  # SEP raises a bare Exception for a full buffer
+            size = sep.get_extract_pixstack()
+            if "pixel buffer full" not in str(exc) or size >= data.size:
+                raise
+            sep.set_extract_pixstack(min(2 * size, int(data.size)))
+
+
 def _run_sep(cfg: ExtractionConfig, prep: _Prepared, xp=np) -> tuple[pd.DataFrame, np.ndarray, float]:
     import sep
 
     data, err, mask = prep.data, prep.error, prep.mask
     kernel = cfg.kernel_array()
-    # SEP keeps every pixel above threshold on one stack; grow it for big frames.
-    if sep.get_extract_pixstack() < data.size:
-        sep.set_extract_pixstack(int(data.size))
     if cfg.threshold_type == "relative":
         thresh, sep_err = cfg.threshold, err
         abs_thresh = cfg.threshold * err if isinstance(err, float) else float("nan")
@@ -387,10 +402,10 @@ def _run_sep(cfg: ExtractionConfig, prep: _Prepared, xp=np) -> tuple[pd.DataFram
         # without the map; position errors come from the map below.
         thresh, sep_err = cfg.threshold, None
         abs_thresh = cfg.threshold
-    objects, seg = sep.extract(data, thresh, err=sep_err, gain=cfg.gain, mask=mask, minarea=cfg.min_area,
-                               filter_kernel=kernel, filter_type=cfg.filter_type,
-                               deblend_nthresh=cfg.deblend_nthresh, deblend_cont=cfg.deblend_cont,
-                               clean=cfg.clean, clean_param=cfg.clean_param, segmentation_map=True)
+    objects, seg = _sep_extract_growing_stack(
+        data, thresh, err=sep_err, gain=cfg.gain, mask=mask, minarea=cfg.min_area, filter_kernel=kernel,
+        filter_type=cfg.filter_type, deblend_nthresh=cfg.deblend_nthresh, deblend_cont=cfg.deblend_cont,
+        clean=cfg.clean, clean_param=cfg.clean_param, segmentation_map=True)
     n = len(objects)
     seg = np.asarray(seg, dtype=np.int32)
     cat = pd.DataFrame({name: objects[name].astype(np.int64 if name in _INT_COLUMNS else np.float64)

@@ -307,3 +307,16 @@ def test_fully_masked_image_raises(impl):
     ext = SourceExtractor(ExtractionConfig(implementation=impl))
     with pytest.raises(InvalidInputError, match="masked"):
         ext.run(np.ones((8, 8)), error=1.0, mask=np.ones((8, 8), dtype=bool))
+
+
+def test_sep_stack_grows_when_a_crowded_frame_fills_it():
+    import sep
+
+    before = sep.get_extract_pixstack()
+    try:
+        sep.set_extract_pixstack(64)
+        image, _ = star_field((96, 96), 30, seed=2, sky=0.0)
+        r = SourceExtractor(ExtractionConfig(threshold=3.0, implementation="sep")).run(image, error=5.0)
+        assert len(r.catalog) > 5 and sep.get_extract_pixstack() > 64
+    finally:
+        sep.set_extract_pixstack(before)
