@@ -233,6 +233,9 @@ class Background:
         self.xp = get_xp(self.device) if impl == "array" else np
         self._core = _CORES[impl]
 
+    def __reduce__(self):  # Ray ships stages between processes: rebuild from the config (modules don't pickle)
+        return (type(self), (self.config,))
+
     def run(self, image, *, mask=None, source: str | None = None) -> BackgroundResult:
         """Measure the background and RMS maps of ``image``.
 

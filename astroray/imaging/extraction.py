@@ -507,6 +507,9 @@ class SourceExtractor:
         self.xp = get_xp(self.device) if impl == "array" else np
         self._core = _CORES[impl]
 
+    def __reduce__(self):  # Ray ships stages between processes: rebuild from the config (modules don't pickle)
+        return (type(self), (self.config,))
+
     def run(self, image, *, error=None, variance=None, mask=None, background=None, wcs=None,
             source: str | None = None) -> ExtractionResult:
         """Extract and measure the sources of ``image``.

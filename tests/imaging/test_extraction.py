@@ -320,3 +320,15 @@ def test_sep_stack_grows_when_a_crowded_frame_fills_it():
         assert len(r.catalog) > 5 and sep.get_extract_pixstack() > 64
     finally:
         sep.set_extract_pixstack(before)
+
+
+def test_stages_and_results_pickle(sep_frame):
+    import pickle
+
+    image, _ = sep_frame
+    bkg_stage = pickle.loads(pickle.dumps(Background(BackgroundConfig(box_size=32))))
+    ext = pickle.loads(pickle.dumps(SourceExtractor(_sextractor_config("array"))))
+    assert bkg_stage.config.box_size == 32 and ext.implementation == "array"
+    r = ext.run(image, background=bkg_stage.run(image))
+    r2 = pickle.loads(pickle.dumps(r))
+    pd.testing.assert_frame_equal(r.catalog, r2.catalog)
