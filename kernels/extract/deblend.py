@@ -378,9 +378,12 @@ def deblend(pixels, object_thresh, *, nthresh, mincont, min_area, image_shape, b
             dist = 0.5 * (sm["cxx"][pair_seed] * dx * dx + sm["cyy"][pair_seed] * dy * dy
                           + sm["cxy"][pair_seed] * dx * dy) / sm["abcor"][pair_seed]
             prob = xp.where(dist < 70.0, amp[pair_seed] * xp.exp(-xp.minimum(dist, 70.0)), 0.0)
-        cum = xp.cumsum(prob)
-        base = (cum - prob)[offs]  # cumulative total before each pixel's first seed
-        cum_local = cum - base[pair_pix]
+        # Cumulative probability over each pixel's seeds. Summed seed by seed (a global
+        # cumsum minus offsets would cancel catastrophically over a whole frame).
+        cum_local = prob.copy()
+        for j in range(1, int(k_rest.max())):
+            has = xp.flatnonzero(k_rest > j)
+            cum_local[offs[has] + j] += cum_local[offs[has] + j - 1]
         tot = cum_local[offs + k_rest - 1]
         u = _uniform(pixels.y[rest].astype(xp.int64) * w + pixels.x[rest], xp)
         draw = tot * u
