@@ -32,7 +32,7 @@ import numpy as np
 from astroray.kernels.backend import array_module_of
 
 __all__ = ["MeshBackground", "mesh_background", "mesh_statistics", "filter_meshes", "interpolate_meshes",
-           "histogram_mode_cuda"]
+           "histogram_mode_cpu", "histogram_mode_cuda"]
 
 _MIN_GOOD_FRACTION = 0.5
 _NSIGMA = 5
@@ -157,7 +157,9 @@ def mesh_statistics(data, mask=None, *, box_size=(64, 64)):
     flat = (xp.arange(ny_nx).reshape(good.shape)[..., None] * (_MAX_LEVELS + 1) + xp.where(inhist, bins, 0).astype(xp.int64))
     hist = xp.bincount(flat[inhist], minlength=nmesh * (_MAX_LEVELS + 1)).reshape(nmesh, _MAX_LEVELS + 1)
 
-    mode_fn = _histogram_mode if xp is np else histogram_mode_cuda  # GPU: one thread per mesh
+    # One loop per mesh: Numba on the CPU, a CUDA thread per mesh on the GPU (the vectorised
+    # _histogram_mode is the reference both are tested against).
+    mode_fn = histogram_mode_cpu if xp is np else histogram_mode_cuda
     back, sigma = mode_fn(hist, nlevels.ravel(), mean_f.ravel(), qzero.ravel(), qscale.ravel())
     back = xp.where(good.ravel(), back, -_BIG).reshape(good.shape).astype(xp.float32)
     sigma = xp.where(good.ravel(), sigma, -_BIG).reshape(good.shape).astype(xp.float32)
@@ -335,6 +337,32 @@ def _mesh_mode_kernel():
             body(m, hist, nlevels, mean0, qzero, qscale, out_mode, out_sig)
 
     return kernel
+
+
+@functools.cache
+def _mesh_mode_cpu():
+    import numba
+
+    body = numba.njit(_mesh_mode_body)
+
+    @numba.njit
+    def all_meshes(hist, nlevels, mean0, qzero, qscale, out_mode, out_sig):
+        for m in range(hist.shape[0]):
+            body(m, hist, nlevels, mean0, qzero, qscale, out_mode, out_sig)
+
+    return all_meshes
+
+
+def histogram_mode_cpu(hist, nlevels, mean0, qzero, qscale):
+    """``backguess`` for every mesh as a Numba loop (the CPU twin of :func:`histogram_mode_cuda`)."""
+    n = hist.shape[0]
+    out_mode = np.zeros(n, dtype=np.float64)
+    out_sig = np.zeros(n, dtype=np.float64)
+    if n:
+        _mesh_mode_cpu()(np.ascontiguousarray(hist, dtype=np.int64), np.asarray(nlevels, np.int64),
+                         np.asarray(mean0, np.float64), np.asarray(qzero, np.float64),
+                         np.asarray(qscale, np.float64), out_mode, out_sig)
+    return out_mode.astype(np.float32), out_sig.astype(np.float32)
 
 
 def histogram_mode_cuda(hist, nlevels, mean0, qzero, qscale):
