@@ -1,4 +1,4 @@
-"""Postage stamps around detections, aperture sums, and a PSF-likeness score.
+"""Postage stamps around detections and a PSF-likeness score.
 
 The PSF-likeness score is the interim real/bogus score of the image pipeline:
 the normalised correlation between a difference-image stamp and the
@@ -11,7 +11,7 @@ import numpy as np
 
 from astroray.errors import InvalidInputError
 
-__all__ = ["cutouts", "aperture_sum", "psf_likeness"]
+__all__ = ["cutouts", "psf_likeness"]
 
 
 def cutouts(image: np.ndarray, x, y, *, size: int = 63, fill: float = np.nan) -> np.ndarray:
@@ -50,25 +50,6 @@ def cutouts(image: np.ndarray, x, y, *, size: int = 63, fill: float = np.nan) ->
     if inside.any():
         out[inside] = padded[rows[inside], cols[inside]]
     return out
-
-
-def aperture_sum(image: np.ndarray, variance: np.ndarray, x, y, *, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of pixels whose centres lie within ``radius`` of (x, y), and its error.
-
-    Non-finite pixels count as zero (they are masked, not propagated).
-    """
-    size = 2 * int(np.ceil(radius)) + 3
-    stamps = cutouts(image, x, y, size=size, fill=0.0)
-    var = cutouts(variance, x, y, size=size, fill=0.0)
-    half = size // 2
-    xi = np.rint(np.atleast_1d(x)).astype(float)
-    yi = np.rint(np.atleast_1d(y)).astype(float)
-    dy = (np.arange(size) - half)[None, :, None] + (yi - np.atleast_1d(y))[:, None, None]
-    dx = (np.arange(size) - half)[None, None, :] + (xi - np.atleast_1d(x))[:, None, None]
-    inside = (dx**2 + dy**2) <= radius**2
-    stamps = np.where(np.isfinite(stamps), stamps, 0.0)
-    var = np.where(np.isfinite(var), var, 0.0)
-    return (stamps * inside).sum(axis=(1, 2)), np.sqrt((var * inside).sum(axis=(1, 2)))
 
 
 def psf_likeness(stamps: np.ndarray, psf: np.ndarray) -> np.ndarray:

@@ -432,6 +432,11 @@ def _run_sep(cfg: ExtractionConfig, prep: _Prepared, xp=np) -> tuple[pd.DataFram
 
     # FLUX_AUTO: Kron radius from the first moment within 6 a, ellipse of
     # max(kron_factor * kron_radius, kron_min_radius) in units of a, b.
+    # SEP rejects ellipses with b = 0 (objects one pixel wide) and a float32 theta of pi/2 that
+    # rounds just above pi/2 in float64 (vertical streaks): keep its parameters in range
+    a = np.where(np.isfinite(a) & (a > 0), a, 0.5)
+    b = np.where(np.isfinite(b) & (b > 0), np.minimum(b, a), 0.5 * a)
+    theta = np.clip(np.where(np.isfinite(theta), theta, 0.0), -np.pi / 2, np.pi / 2)
     kr, kflag = sep.kron_radius(data, x, y, a, b, theta, 6.0, mask=mask)
     kr = np.where(np.isfinite(kr), kr, 0.0)
     r_auto = np.maximum(cfg.kron_factor * kr, cfg.kron_min_radius)

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 from astroray.config import AstrorayConfig
 from astroray.errors import InvalidInputError
 from astroray.imaging.background import Background, BackgroundConfig
-from astroray.imaging.cutouts import aperture_sum, cutouts, psf_likeness
+from astroray.imaging.cutouts import cutouts, psf_likeness
 from astroray.imaging.difference import DifferenceConfig, Differencer, DifferenceResult
 from astroray.imaging.extraction import ExtractionConfig, SourceExtractor
 from astroray.records import AB_NJY_ZEROPOINT, Alert, Exposure, LightCurve
@@ -36,7 +36,6 @@ class ImagePipelineConfig(AstrorayConfig):
     detect_negative: bool = True
     """Also detect fading sources (negative changes) on -score."""
     cutout_size: int = 63
-    aperture_radius: float = Field(default=5.0, gt=0)
     max_detections: int = Field(default=5000, gt=0)
     """More detections than this in one pair means a failed subtraction: the pair is quarantined."""
 
@@ -154,10 +153,8 @@ class ImagePipeline:
         catalog = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
         if catalog.empty:
             return catalog
-        d = np.asarray(diff.difference, np.float32)
-        var = np.asarray(diff.variance, np.float32)
-        flux, flux_err = aperture_sum(d, var, catalog["x"].to_numpy(), catalog["y"].to_numpy(),
-                                      radius=self.config.aperture_radius)
+        # PSF photometry on the difference (science counts), signed: fading sources come out negative
+        flux, flux_err = diff.flux_at(catalog["y"].to_numpy(), catalog["x"].to_numpy())
         ra, dec = pixel_to_sky(science.header, catalog["x"].to_numpy(), catalog["y"].to_numpy())
         yi = np.clip(np.rint(catalog["y"].to_numpy()).astype(int), 0, score.shape[0] - 1)
         xi = np.clip(np.rint(catalog["x"].to_numpy()).astype(int), 0, score.shape[1] - 1)

@@ -1,9 +1,9 @@
-"""Cutouts, aperture sums and the PSF-likeness score against direct computation."""
+"""Cutouts and the PSF-likeness score against direct computation."""
 import numpy as np
 import pytest
 
 from astroray.errors import InvalidInputError
-from astroray.imaging.cutouts import aperture_sum, cutouts, psf_likeness
+from astroray.imaging.cutouts import cutouts, psf_likeness
 
 
 def test_cutouts_match_slices_and_fill_off_edge():
@@ -16,16 +16,6 @@ def test_cutouts_match_slices_and_fill_off_edge():
     assert np.isnan(st[2][4:, :]).all() and np.isnan(st[2][:, 4:]).all()
     with pytest.raises(InvalidInputError):
         cutouts(img, [1], [1], size=8)
-
-
-def test_aperture_sum_counts_pixels_in_circle():
-    img = np.ones((50, 50), np.float32)
-    var = np.full((50, 50), 4.0, np.float32)
-    flux, err = aperture_sum(img, var, [25.0], [25.0], radius=3.0)
-    n = sum(1 for dx in range(-3, 4) for dy in range(-3, 4) if dx * dx + dy * dy <= 9)
-    assert flux[0] == n and err[0] == pytest.approx(2 * np.sqrt(n))
-    img[25, 25] = np.nan  # masked, not propagated
-    assert np.isfinite(aperture_sum(img, var, [25.0], [25.0], radius=3.0)[0][0])
 
 
 def test_psf_likeness_ranks_point_above_dipole_and_cosmic():
