@@ -120,6 +120,11 @@ def extract(data, *, threshold, threshold_type="relative", error=None, mask=None
                               subpix=aperture_subpix)
     cols["flux_aper"], cols["flux_aper_err"], cols["flag_aper"] = f, fe if has_noise else xp.full(n, xp.nan), fl
 
+    # Same guard as the SEP path (which must pass SEP's checks): degenerate or non-finite
+    # ellipses (b = 0, NaN moments of non-positive objects) get a small round stand-in.
+    a = xp.where(xp.isfinite(a) & (a > 0), a, 0.5)
+    b = xp.where(xp.isfinite(b) & (b > 0), xp.minimum(b, a), 0.5 * a)
+    theta = xp.clip(xp.where(xp.isfinite(theta), theta, 0.0), -np.pi / 2, np.pi / 2)
     cxx, cyy, cxy = ap.ellipse_coeffs(a, b, theta)
     kr, kflag = ap.kron_radius(data, x, y, cxx, cyy, cxy, 6.0, mask=mask)
     r_auto = xp.maximum(kron_factor * kr, kron_min_radius)

@@ -332,3 +332,16 @@ def test_stages_and_results_pickle(sep_frame):
     r = ext.run(image, background=bkg_stage.run(image))
     r2 = pickle.loads(pickle.dumps(r))
     pd.testing.assert_frame_equal(r.catalog, r2.catalog)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_vertical_streak_passes_seps_ellipse_checks(impl):
+    # One pixel wide and vertical: theta is float32(pi/2), just above pi/2 in float64,
+    # which SEP's aperture functions reject unless the stage keeps it in range.
+    image = np.zeros((64, 64), dtype=np.float32)
+    image[10:40, 30] = 50.0
+    cfg = ExtractionConfig(threshold=5.0, threshold_type="absolute", filter_kernel=None, implementation=impl)
+    cat = SourceExtractor(cfg).run(image).catalog
+    assert len(cat) == 1
+    assert cat["flux_auto"][0] == pytest.approx(1500.0)
+    assert cat["x"][0] == pytest.approx(30.0) and cat["y"][0] == pytest.approx(24.5)
