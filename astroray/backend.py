@@ -1,6 +1,7 @@
 """Array backend (re-exported from :mod:`astroray.kernels.backend`)."""
 from astroray.kernels.backend import (  # noqa: F401
     array_module_of,
+    get_ndimage,
     get_xp,
     gpu_available,
     has_cupy,
@@ -8,4 +9,4 @@ from astroray.kernels.backend import (  # noqa: F401
     to_numpy,
 )
 
-__all__ = ["has_cupy", "gpu_available", "resolve_device", "get_xp", "array_module_of", "to_numpy"]
+__all__ = ["has_cupy", "gpu_available", "resolve_device", "get_xp", "get_ndimage", "array_module_of", "to_numpy"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from astroray.errors import DeviceUnavailableError
 
-__all__ = ["has_cupy", "gpu_available", "resolve_device", "get_xp", "array_module_of", "to_numpy"]
+__all__ = ["has_cupy", "gpu_available", "resolve_device", "get_xp", "get_ndimage", "array_module_of", "to_numpy"]
 
 
 @functools.cache
@@ -70,6 +70,17 @@ def get_xp(device: str) -> ModuleType:
 
         return cupy
     return np
+
+
+def get_ndimage(xp: ModuleType) -> ModuleType:
+    """``scipy.ndimage`` or ``cupyx.scipy.ndimage``, matching the array module ``xp``."""
+    if xp is np:
+        from scipy import ndimage
+
+        return ndimage
+    from cupyx.scipy import ndimage
+
+    return ndimage
 
 
 def array_module_of(arr: Any) -> ModuleType:

@@ -14,21 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from astroray.kernels.backend import array_module_of
+from astroray.kernels.backend import array_module_of, get_ndimage
 
-__all__ = ["ndimage_for", "convolve_image", "matched_filter", "PixelList", "Detection", "detect"]
-
-
-def ndimage_for(xp):
-    """``scipy.ndimage`` or ``cupyx.scipy.ndimage``, matching the array module."""
-    # The one device switch of this package; kernels/backend.py has no ndimage helper yet.
-    if xp is np:
-        from scipy import ndimage
-
-        return ndimage
-    from cupyx.scipy import ndimage
-
-    return ndimage
+__all__ = ["convolve_image", "matched_filter", "PixelList", "Detection", "detect"]
 
 
 def _normalised(kernel, xp):
@@ -199,7 +187,7 @@ def detect(data, *, threshold, relative, error=None, mask=None, kernel=None, mat
         # threshold. With a scalar noise they are zeros that may join an object (as in SEP).
         above &= ~mask
 
-    ndi = ndimage_for(xp)
+    ndi = get_ndimage(xp)
     labels, nlab = ndi.label(above, structure=xp.ones((3, 3), dtype=bool))
     nlab = int(nlab)
     flat = labels.ravel()
