@@ -233,6 +233,13 @@ def setup_sfft(pair, device):
 
     backend = "Cupy" if device == "gpu" else "Numpy"
     threads = os.cpu_count() or 1
+    # sfft's NumPy back end peaked at 18.4 GB of RSS on a 2048^2 pair (float64 design matrices);
+    # it scales with the pixels.  Refuse up front rather than let the OOM killer pick a process.
+    need_gb = 18.4 * pair["R"].size / 2048 ** 2
+    have_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    if device == "cpu" and need_gb > 0.9 * have_gb:
+        raise MemoryError(f"sfft (NumPy back end) would need about {need_gb:.0f} GB here "
+                          f"(18.4 GB measured at 2048x2048); this machine has {have_gb:.0f} GB")
     # sfft convolves the sharper image (the reference here) and works in float64, x-major.
     I = np.ascontiguousarray(pair["R"].T, np.float64)
     J = np.ascontiguousarray(pair["N"].T, np.float64)
@@ -325,10 +332,18 @@ def time_method(name, folder, device, repeat, warmup, timeout):
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(name, str(folder), device, repeat, warmup, queue))
     proc.start()
-    try:
-        out = queue.get(timeout=timeout)
-    except Exception:
-        out = {"error": f"timed out after {timeout} s"}
+    t0 = time.monotonic()
+    out = None
+    while out is None:
+        try:
+            out = queue.get(timeout=2.0)
+        except Exception:
+            if not proc.is_alive():  # died without reporting: killed, most likely for memory
+                code = proc.exitcode
+                why = " (SIGKILL: out of memory?)" if code == -9 else ""
+                out = {"error": f"child process died with exit code {code}{why}"}
+            elif time.monotonic() - t0 > timeout:
+                out = {"error": f"timed out after {timeout} s"}
     proc.join(timeout=10)
     if proc.is_alive():
         proc.terminate()
