@@ -262,8 +262,13 @@ def _fit_scale_offset(R, N, VR, VN, good, *, flux_ratio, fit_offset, clip_sigma,
     # Work in float64 on the selected pixels only (sums over millions of float32 values drift).
     r_s, n_s = R[stars].astype(xp.float64), N[stars].astype(xp.float64)
     vr_s, vn_s = VR[stars].astype(xp.float64), VN[stars].astype(xp.float64)
-    r_a, n_a = R[good].astype(xp.float64), N[good].astype(xp.float64)
-    vr_a, vn_a = VR[good].astype(xp.float64), VN[good].astype(xp.float64)
+    # The offset is one number: a regular sub-grid of about a million pixels pins it to
+    # ~1e-3 sigma, at a fraction of the cost of every pixel of a 4k frame.
+    step = max(1, int(math.sqrt(R.size / 1e6)))
+    sub = (slice(None, None, step), slice(None, None, step))
+    g = good[sub]
+    r_a, n_a = R[sub][g].astype(xp.float64), N[sub][g].astype(xp.float64)
+    vr_a, vn_a = VR[sub][g].astype(xp.float64), VN[sub][g].astype(xp.float64)
     scale = float(flux_ratio) if not fit_scale else float(
         (n_s * r_s / vn_s).sum() / (r_s * r_s / vn_s).sum())
     offset = 0.0
