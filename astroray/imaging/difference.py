@@ -9,8 +9,10 @@ Example
 
 Both exposures must be background-subtracted and on the same pixel grid.
 Pixels flagged in either mask (``bad_bits``), non-finite pixels and pixels with
-zero variance are set to 0 with variance 0 before differencing; they carry
-their flags into :attr:`DifferenceResult.mask` and a score of 0.
+zero variance are set to 0 with variance 0 in *both* images before
+differencing; they carry their flags into :attr:`DifferenceResult.mask` and a
+score of 0, and so does their neighbourhood (``mask_grow``) where the blanked
+pixels held real light.
 
 Conventions: ``flux_ratio`` is ``F_n / F_r`` (science counts per reference
 count of the same star); ``F_n = 1``, so :attr:`DifferenceResult.flux` is in
@@ -33,7 +35,7 @@ from astroray.errors import InvalidInputError
 from astroray.kernels.backend import get_xp, resolve_device, to_numpy
 from astroray.kernels.difference import classic as _classic
 from astroray.kernels.difference import zogy as _zogy
-from astroray.kernels.difference.common import FourierBackend, fit_flux_ratio, prepare_psf
+from astroray.kernels.difference.common import FourierBackend, fit_flux_ratio, prepare_psf, psf_covariance
 from astroray.records import Exposure, MaskBits
 
 __all__ = ["DifferenceConfig", "DifferenceResult", "Differencer", "DifferenceBatch", "difference"]
@@ -56,7 +58,9 @@ class DifferenceConfig(AstrorayConfig):
         as the scale of the pixel fit (classic).
     sigma_astrometric : (float, float)
         Registration noise ``(sigma_x, sigma_y)`` in pixels (ZOGY's astrometric
-        term of ``S_corr``).
+        term of ``S_corr``).  Set it to the registration's rms: a 0.1 px
+        misregistration turns every bright star into a > 5 sigma dipole
+        otherwise.
     source_noise : bool
         ZOGY: include the source-noise variance of both images in ``S_corr``
         and the flux errors (two variance convolutions).
@@ -79,9 +83,16 @@ class DifferenceConfig(AstrorayConfig):
     keep_on_device : bool
         Leave the result arrays on the GPU (CuPy) for the next stage.
     bad_bits : int
-        Mask bits that exclude a pixel.
+        Mask bits that exclude a pixel (blanked in both images).
+    mask_grow : float
+        Where blanking removed real light (a flagged pixel on a source), the
+        score is also set to 0 within this many FWHM of the broader PSF: the
+        two images' kernels turn the hole into residuals (0: flagged pixels only).
     ratio_min_snr : float
         Peak S/N of the stars that fit ``flux_ratio``.
+    ratio_photometry : {"psf", "box"}
+        Star fluxes for the ratio: PSF fits with each image's stamp (on the
+        scale ZOGY subtracts on) or sums over a box holding the PSF.
     classic_score : {"matched_filter", "pixel"}
         Classic detection image: PSF matched filter over its sigma, or ``D / sqrt(var)``.
     fit_offset : bool
@@ -104,7 +115,9 @@ class DifferenceConfig(AstrorayConfig):
     cpu_kernels: Literal["numba", "numpy"] = "numba"
     keep_on_device: bool = False
     bad_bits: int = _DEFAULT_BAD
+    mask_grow: float = Field(default=2.0, ge=0)
     ratio_min_snr: float = Field(default=20.0, gt=0)
+    ratio_photometry: Literal["psf", "box"] = "psf"
     classic_score: Literal["matched_filter", "pixel"] = "matched_filter"
     fit_offset: bool = True
     clip_sigma: float = Field(default=3.0, gt=0)
@@ -244,9 +257,13 @@ class Differencer:
             t1 = time.perf_counter()
             if ratio is None and self.config.method == "zogy":  # classic fits its own scale
                 box = max(reference.psf.shape + science.psf.shape)
+                psfs = {}
+                if self.config.ratio_photometry == "psf":
+                    psfs = dict(psf_reference=prepare_psf(reference.psf), psf_science=prepare_psf(science.psf))
                 fit = fit_flux_ratio(inputs["R"], inputs["N"], variance_reference=inputs["VR"],
                                      variance_science=inputs["VN"], good=inputs["good"], box=box,
-                                     min_snr=self.config.ratio_min_snr, clip_sigma=self.config.clip_sigma)
+                                     min_snr=self.config.ratio_min_snr, clip_sigma=self.config.clip_sigma,
+                                     **psfs)
                 ratio = fit.ratio
                 meta["flux_ratio_fit"] = {"ratio": fit.ratio, "ratio_err": fit.ratio_err,
                                           "n_stars": fit.n_stars, "n_used": fit.n_used}
@@ -264,7 +281,7 @@ class Differencer:
             if src and exc.source is None:
                 raise InvalidInputError(exc.reason, source=src) from None
             raise
-        result.score[inputs["bad"]] = 0.0
+        result.score[inputs["score_blank"]] = 0.0
         result.mask = inputs["mask"]
         meta["timings_ms"]["total"] = 1e3 * (time.perf_counter() - t0)
         return result if self.config.keep_on_device else result.to_numpy()
@@ -277,35 +294,56 @@ class Differencer:
             raise InvalidInputError(
                 f"reference shape {reference.shape} and science shape {science.shape} differ "
                 "(resample both onto the same pixel grid first)")
-        for name, e in (("reference", reference), ("science", science)):
-            prepare_psf(e.psf, name=f"{name} PSF")  # fail early, before any device copy
-        out: dict = {}
-        masks = []
-        bads = []
+        psfs = [prepare_psf(e.psf, name=f"{n} PSF") for n, e in (("reference", reference), ("science", science))]
+        raw: dict = {}
+        masks, bads = [], []
         for key, e in (("R", reference), ("N", science)):
-            img = xp.asarray(e.image)
-            var = xp.asarray(e.variance)
-            msk = xp.asarray(e.mask)
+            img, var, msk = xp.asarray(e.image), xp.asarray(e.variance), xp.asarray(e.mask)
             bad = ~xp.isfinite(img) | ~xp.isfinite(var) | (var <= 0)
             masks.append(msk | xp.where(bad, np.uint32(MaskBits.NO_DATA), np.uint32(0)))
             bad |= (msk & np.uint32(self.config.bad_bits)) != 0
-            bads.append(bad)
-            name = "reference" if key == "R" else "science"
             if bool(bad.all()):
+                name = "reference" if key == "R" else "science"
                 if bool(xp.all(var == 0)):
                     raise InvalidInputError(f"{name} variance is zero everywhere")
                 raise InvalidInputError(f"{name} has no usable pixels (all flagged, NaN or zero variance)")
-            if bool(bad.any()):
-                out[key] = xp.where(bad, np.float32(0), img)
-                out["V" + key] = xp.where(bad, np.float32(0), var)
-            else:  # nothing to blank: no copies
-                out[key], out["V" + key] = img, var
-        out["bad"] = bads[0] | bads[1]
-        out["good"] = ~out["bad"]
-        if not bool(out["good"].any()):
+            bads.append(bad)
+            raw[key], raw["V" + key] = img, var
+        bad = bads[0] | bads[1]
+        if not bool((~bad).any()):
             raise InvalidInputError("no pixel is usable in both images")
-        out["mask"] = masks[0] | masks[1]
+        out: dict = {"bad": bad, "good": ~bad, "mask": masks[0] | masks[1]}
+        if bool(bad.any()):
+            # Blank a pixel flagged in either image in both, so neither keeps light the other lost.
+            for key in ("R", "N", "VR", "VN"):
+                out[key] = xp.where(bad, np.float32(0), raw[key])
+            out["score_blank"] = self._lost_flux_region(raw, bads, psfs)
+        else:  # nothing to blank: no copies
+            out.update(raw)
+            out["score_blank"] = bad
         return out
+
+    def _lost_flux_region(self, raw, bads, psfs):
+        """Flagged pixels, grown where blanking removed real light (saturated cores, bad columns on stars).
+
+        Blanking removes light from both images alike, but the two are
+        convolved with different kernels, so the hole leaves residuals out to
+        a kernel radius.  On sky the blanked light is ~0 and nothing needs
+        growing: only pixels where the unflagged image shows a source (or
+        both images are flagged) grow by ``mask_grow`` FWHM.
+        """
+        xp = self.xp
+        bad_r, bad_n = bads
+        bad = bad_r | bad_n
+        if self.config.mask_grow <= 0:
+            return bad
+        sig_r = ~bad_r & (raw["R"] > 3 * xp.sqrt(xp.maximum(raw["VR"], 0)))
+        sig_n = ~bad_n & (raw["N"] > 3 * xp.sqrt(xp.maximum(raw["VN"], 0)))
+        lost = (bad_r & bad_n) | (bad & (sig_r | sig_n))
+        if not bool(lost.any()):
+            return bad
+        fwhm = 2.3548 * max(float(np.sqrt(np.linalg.eigvalsh(psf_covariance(p)).max())) for p in psfs)
+        return bad | _grow(lost, int(np.ceil(self.config.mask_grow * fwhm)), xp)
 
     def _run_zogy(self, inp, psf_r, psf_n, ratio, meta) -> DifferenceResult:
         cfg = self.config
@@ -336,6 +374,20 @@ class Differencer:
                                 zero_point=1.0, flux_ratio=c.scale, flux=c.flux, flux_err=c.flux_err,
                                 mask=None, matched_filter=None, method="classic", device=self.device,
                                 meta=meta)
+
+
+def _grow(region, radius: int, xp):
+    """Binary dilation by a (2 radius + 1)^2 box, through summed-area tables (any array module)."""
+    if radius <= 0:
+        return region
+    H, W = region.shape
+    c = xp.zeros((H + 1, W + 1), dtype=xp.int32)
+    c[1:, 1:] = xp.cumsum(xp.cumsum(region.astype(xp.int32), axis=0), axis=1)
+    y0 = xp.clip(xp.arange(H) - radius, 0, H)[:, None]
+    y1 = xp.clip(xp.arange(H) + radius + 1, 0, H)[:, None]
+    x0 = xp.clip(xp.arange(W) - radius, 0, W)[None, :]
+    x1 = xp.clip(xp.arange(W) + radius + 1, 0, W)[None, :]
+    return (c[y1, x1] - c[y0, x1] - c[y1, x0] + c[y0, x0]) > 0
 
 
 def difference(reference: Exposure, science: Exposure, **options) -> DifferenceResult:

@@ -316,15 +316,20 @@ class FluxRatioFit:
 
 
 def fit_flux_ratio(reference, science, *, variance_reference, variance_science, good,
-                   box: int, min_snr: float = 20.0, max_stars: int = 500, min_stars: int = 5,
-                   clip_sigma: float = 3.0, max_iter: int = 10) -> FluxRatioFit:
-    """Fit ``F_n / F_r`` from box fluxes of bright stars found in the reference.
+                   box: int, psf_reference=None, psf_science=None, min_snr: float = 20.0,
+                   max_stars: int = 500, min_stars: int = 5, clip_sigma: float = 3.0,
+                   max_iter: int = 10) -> FluxRatioFit:
+    """Fit ``F_n / F_r`` from the fluxes of bright stars found in the reference.
 
     Stars are local maxima of the reference whose peak pixel is at least
     ``min_snr`` sigma (on both images), away from the edges and from flagged
     pixels.  Their fluxes are sums over a ``box`` x ``box`` aperture (the
     same aperture on both images, large enough to hold the PSF, so the ratio
-    does not depend on the two seeings).  The ratio solves the weighted
+    does not depend on the two seeings), or, when both PSFs are given, PSF
+    fits with each image's own PSF stamp shifted to the star's sub-pixel
+    centroid: fluxes on the scale of the normalised stamps, which is the
+    scale ZOGY subtracts on (a stamp that truncates its PSF's wings
+    differently in the two images then biases neither).  The ratio solves the weighted
     straight line through the origin ``f_n = q f_r`` with errors in both
     fluxes, iteratively clipping stars more than ``clip_sigma`` away
     (variables, transients, blends, cosmic rays).
@@ -374,11 +379,13 @@ def fit_flux_ratio(reference, science, *, variance_reference, variance_science, 
     iy = ys[:, None, None] + off[None, :, None]
     ix = xs[:, None, None] + off[None, None, :]
     clean = good[iy, ix].all(axis=(1, 2))
-    f_r = reference[iy, ix].astype(xp.float64).sum(axis=(1, 2))[clean]
-    f_n = science[iy, ix].astype(xp.float64).sum(axis=(1, 2))[clean]
-    v_r = variance_reference[iy, ix].astype(xp.float64).sum(axis=(1, 2))[clean]
-    v_n = variance_science[iy, ix].astype(xp.float64).sum(axis=(1, 2))[clean]
-    f_r, f_n, v_r, v_n = (np.asarray(_host(a)) for a in (f_r, f_n, v_r, v_n))
+    cubes = [np.asarray(_host(a[iy, ix][clean]), np.float64)
+             for a in (reference, science, variance_reference, variance_science)]
+    if psf_reference is not None and psf_science is not None:
+        f_r, f_n, v_r, v_n = _psf_fluxes(*cubes, psf_reference, psf_science, box)
+    else:
+        f_r, f_n = cubes[0].sum(axis=(1, 2)), cubes[1].sum(axis=(1, 2))
+        v_r, v_n = cubes[2].sum(axis=(1, 2)), cubes[3].sum(axis=(1, 2))
     if f_r.size < min_stars:
         raise InvalidInputError(
             f"only {f_r.size} unflagged stars to fit the flux ratio F_n/F_r (need {min_stars}); "
@@ -408,6 +415,43 @@ def fit_flux_ratio(reference, science, *, variance_reference, variance_science, 
     if not (q > 0) or not math.isfinite(q):
         raise InvalidInputError(f"fitted flux ratio F_n/F_r = {q!r} is not positive; give flux_ratio explicitly")
     return FluxRatioFit(ratio=q, ratio_err=err, n_stars=n_found, n_used=int(keep.sum()))
+
+
+def _psf_fluxes(r_cube, n_cube, vr_cube, vn_cube, psf_r, psf_n, box):
+    """PSF-fit fluxes of stars centred near the middle of their ``box`` cutouts, both images."""
+    # Sub-pixel centroid from the reference's central 5 x 5 pixels (the images share one grid).
+    c = box // 2
+    core = np.clip(r_cube[:, c - 2:c + 3, c - 2:c + 3], 0, None)
+    w = core.sum(axis=(1, 2))
+    w = np.where(w > 0, w, 1.0)
+    d = np.arange(-2, 3)
+    dy = (core.sum(axis=2) * d).sum(axis=1) / w
+    dx = (core.sum(axis=1) * d).sum(axis=1) / w
+    out = []
+    for cube, vcube, psf in ((r_cube, vr_cube, psf_r), (n_cube, vn_cube, psf_n)):
+        p = _stamp_on_box(np.asarray(psf, np.float64), box)
+        ky = np.fft.fftfreq(box)[None, :, None]
+        kx = np.fft.rfftfreq(box)[None, None, :]
+        ramp = np.exp(-2j * np.pi * (ky * dy[:, None, None] + kx * dx[:, None, None]))
+        shifted = np.fft.irfft2(np.fft.rfft2(np.fft.ifftshift(p))[None] * ramp, s=(box, box))
+        shifted = np.fft.fftshift(shifted, axes=(1, 2))
+        norm = (shifted * shifted).sum(axis=(1, 2))
+        out.append(((shifted * cube).sum(axis=(1, 2)) / norm, (shifted * shifted * vcube).sum(axis=(1, 2)) / norm ** 2))
+    (f_r, v_r), (f_n, v_n) = out
+    return f_r, f_n, v_r, v_n
+
+
+def _stamp_on_box(p, box):
+    """A centred odd stamp cropped or zero-padded to ``box`` x ``box`` (still centred)."""
+    out = np.zeros((box, box))
+    h, w = p.shape
+    r, c = box // 2, (h // 2, w // 2)
+    ys = slice(max(c[0] - r, 0), min(c[0] + r + 1, h))
+    xs = slice(max(c[1] - r, 0), min(c[1] + r + 1, w))
+    sub = p[ys, xs]
+    oy, ox = r - (c[0] - ys.start), r - (c[1] - xs.start)
+    out[oy:oy + sub.shape[0], ox:ox + sub.shape[1]] = sub
+    return out
 
 
 def _host(a):

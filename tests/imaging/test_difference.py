@@ -183,3 +183,32 @@ def test_forced_photometry_at_subpixel_positions_is_unbiased():
     # The nearest pixel alone is biased low by the sub-pixel offsets.
     near = res.flux[np.round(pos[:, 0]).astype(int), np.round(pos[:, 1]).astype(int)]
     assert np.mean(near / flux - 1) < np.mean(f / flux - 1)
+
+
+def test_flagged_star_core_blanks_its_neighbourhood_but_a_flagged_sky_pixel_does_not():
+    ref, sci = make_pair()
+    # Saturate the core of a bright reference star (science unflagged there) and a sky pixel.
+    ys, xs = np.unravel_index(np.argsort(ref.image, axis=None)[-1], ref.image.shape)
+    ref.mask[ys - 1:ys + 2, xs - 1:xs + 2] = MaskBits.SAT
+    sky = (5, 250) if ref.image[5, 250] < 3 * np.sqrt(ref.variance[5, 250]) else (250, 5)
+    sci.mask[sky] = MaskBits.CR
+    plain = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25, mask_grow=0)).run(ref, sci)
+    grown = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25)).run(ref, sci)
+    ring = (slice(ys - 6, ys + 7), slice(xs - 6, xs + 7))
+    assert np.abs(plain.score[ring]).max() > 5   # the hole leaves residuals around the core ...
+    assert np.all(grown.score[ring] == 0)         # ... which the grown blank removes
+    assert grown.mask[ys, xs] & MaskBits.SAT and grown.mask[sky] & MaskBits.CR
+    y, x = sky
+    around = grown.score[max(y - 3, 0):y + 4, max(x - 3, 0):x + 4]
+    assert (around != 0).sum() == around.size - 1  # only the flagged sky pixel itself
+
+
+def test_flux_ratio_from_psf_fits_matches_box_sums_on_clean_stars():
+    from astroray.kernels.difference.common import fit_flux_ratio
+
+    ref, sci = make_pair(seed=3)
+    kw = dict(variance_reference=ref.variance, variance_science=sci.variance, good=np.ones(ref.shape, bool), box=25)
+    box = fit_flux_ratio(ref.image, sci.image, **kw)
+    psf = fit_flux_ratio(ref.image, sci.image, psf_reference=ref.psf, psf_science=sci.psf, **kw)
+    assert psf.ratio == pytest.approx(1.25, rel=0.01)
+    assert psf.ratio == pytest.approx(box.ratio, rel=0.01)
