@@ -419,14 +419,13 @@ def fit_flux_ratio(reference, science, *, variance_reference, variance_science, 
 
 def _psf_fluxes(r_cube, n_cube, vr_cube, vn_cube, psf_r, psf_n, box):
     """PSF-fit fluxes of stars centred near the middle of their ``box`` cutouts, both images."""
-    # Sub-pixel centroid from the reference's central 5 x 5 pixels (the images share one grid).
+    # Sub-pixel position from a parabola through the log of the reference's peak and its
+    # neighbours (exact for a Gaussian core; a windowed centroid would be pulled to the
+    # middle, biasing the narrower PSF's flux more than the wider one's).
     c = box // 2
-    core = np.clip(r_cube[:, c - 2:c + 3, c - 2:c + 3], 0, None)
-    w = core.sum(axis=(1, 2))
-    w = np.where(w > 0, w, 1.0)
-    d = np.arange(-2, 3)
-    dy = (core.sum(axis=2) * d).sum(axis=1) / w
-    dx = (core.sum(axis=1) * d).sum(axis=1) / w
+    lg = np.log(np.clip(r_cube[:, c - 1:c + 2, c - 1:c + 2], 1e-30, None))
+    dy = _parabola_vertex(lg[:, 0, 1], lg[:, 1, 1], lg[:, 2, 1])
+    dx = _parabola_vertex(lg[:, 1, 0], lg[:, 1, 1], lg[:, 1, 2])
     out = []
     for cube, vcube, psf in ((r_cube, vr_cube, psf_r), (n_cube, vn_cube, psf_n)):
         p = _stamp_on_box(np.asarray(psf, np.float64), box)
@@ -439,6 +438,12 @@ def _psf_fluxes(r_cube, n_cube, vr_cube, vn_cube, psf_r, psf_n, box):
         out.append(((shifted * cube).sum(axis=(1, 2)) / norm, (shifted * shifted * vcube).sum(axis=(1, 2)) / norm ** 2))
     (f_r, v_r), (f_n, v_n) = out
     return f_r, f_n, v_r, v_n
+
+
+def _parabola_vertex(left, mid, right):
+    curv = left - 2 * mid + right
+    safe = np.where(curv < 0, curv, -1.0)
+    return np.clip(np.where(curv < 0, 0.5 * (left - right) / safe, 0.0), -0.5, 0.5)
 
 
 def _stamp_on_box(p, box):
