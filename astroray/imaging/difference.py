@@ -38,7 +38,8 @@ from astroray.kernels.difference import zogy as _zogy
 from astroray.kernels.difference.common import FourierBackend, fit_flux_ratio, prepare_psf, psf_covariance
 from astroray.records import Exposure, MaskBits
 
-__all__ = ["DifferenceConfig", "DifferenceResult", "Differencer", "DifferenceBatch", "difference"]
+__all__ = ["DifferenceConfig", "DifferenceResult", "Differencer", "DifferenceBatch", "difference",
+           "photometric_flux_ratio"]
 
 _DEFAULT_BAD = int(MaskBits.BAD | MaskBits.SAT | MaskBits.CR | MaskBits.NO_DATA)
 
@@ -54,8 +55,9 @@ class DifferenceConfig(AstrorayConfig):
     device : {"cpu", "gpu", "auto"}
         Where the array work runs.
     flux_ratio : float or None
-        ``F_n / F_r``; None fits it: from stars matched in both images (ZOGY), or
-        as the scale of the pixel fit (classic).
+        ``F_n / F_r``; None fits it: from stars matched in both images (ZOGY;
+        from the exposures' zero points and exposure times when too few stars),
+        or as the scale of the pixel fit (classic).
     sigma_astrometric : (float, float)
         Registration noise ``(sigma_x, sigma_y)`` in pixels (ZOGY's astrometric
         term of ``S_corr``).  Set it to the registration's rms: a 0.1 px
@@ -210,6 +212,21 @@ class DifferenceResult:
         return DifferenceResult(**out)
 
 
+def photometric_flux_ratio(reference: Exposure, science: Exposure) -> float | None:
+    """``F_n / F_r`` from the exposures' calibration, or None without it.
+
+    With ``zero_point`` the AB magnitude of one count per second, a source gives
+    ``exptime * 10**(0.4 * zero_point)`` counts per unit flux in each exposure.
+    """
+    try:
+        zr, zn = float(reference.meta["zero_point"]), float(science.meta["zero_point"])
+        tr, tn = float(reference.meta["exptime"]), float(science.meta["exptime"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    ratio = (tn / tr) * 10.0 ** (0.4 * (zn - zr)) if tr > 0 else float("nan")
+    return float(ratio) if np.isfinite(ratio) and ratio > 0 else None
+
+
 class Differencer:
     """Configure once, then difference exposure pairs with :meth:`run`.
 
@@ -260,13 +277,22 @@ class Differencer:
                 psfs = {}
                 if self.config.ratio_photometry == "psf":
                     psfs = dict(psf_reference=prepare_psf(reference.psf), psf_science=prepare_psf(science.psf))
-                fit = fit_flux_ratio(inputs["R"], inputs["N"], variance_reference=inputs["VR"],
-                                     variance_science=inputs["VN"], good=inputs["good"], box=box,
-                                     min_snr=self.config.ratio_min_snr, clip_sigma=self.config.clip_sigma,
-                                     **psfs)
-                ratio = fit.ratio
-                meta["flux_ratio_fit"] = {"ratio": fit.ratio, "ratio_err": fit.ratio_err,
-                                          "n_stars": fit.n_stars, "n_used": fit.n_used}
+                try:
+                    fit = fit_flux_ratio(inputs["R"], inputs["N"], variance_reference=inputs["VR"],
+                                         variance_science=inputs["VN"], good=inputs["good"], box=box,
+                                         min_snr=self.config.ratio_min_snr, clip_sigma=self.config.clip_sigma,
+                                         **psfs)
+                    ratio = fit.ratio
+                    meta["flux_ratio_fit"] = {"ratio": fit.ratio, "ratio_err": fit.ratio_err,
+                                              "n_stars": fit.n_stars, "n_used": fit.n_used}
+                except InvalidInputError as exc:
+                    # Too few stars (small cutouts, sparse fields): the photometric calibration of
+                    # both exposures gives the ratio, as it does in survey pipelines.
+                    ratio = photometric_flux_ratio(reference, science)
+                    if ratio is None:
+                        raise InvalidInputError(
+                            f"{exc.reason}; nor do both exposures carry zero_point and exptime to derive it") from None
+                    meta["flux_ratio_fit"] = {"ratio": ratio, "source": "zero_points", "fit_error": exc.reason}
             elif ratio is not None and (not (ratio > 0) or not np.isfinite(ratio)):
                 raise InvalidInputError(f"flux_ratio must be positive and finite, got {ratio!r}")
             meta["timings_ms"]["flux_ratio"] = 1e3 * (time.perf_counter() - t1)

@@ -29,7 +29,8 @@ class ImagePipelineConfig(AstrorayConfig):
     """Config of :class:`ImagePipeline` (one sub-config per stage)."""
 
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
-    difference: DifferenceConfig = Field(default_factory=DifferenceConfig)
+    difference: DifferenceConfig = Field(default_factory=lambda: DifferenceConfig(sigma_astrometric=(0.1, 0.1)))
+    """Default registration noise 0.1 px rms: without it, bright stars leave 5-sigma dipoles in S_corr."""
     detection: ExtractionConfig = Field(
         default_factory=lambda: ExtractionConfig(threshold=5.0, threshold_type="absolute", min_area=3,
                                                  filter_kernel=None, deblend_cont=1.0))

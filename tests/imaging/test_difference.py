@@ -212,3 +212,27 @@ def test_flux_ratio_from_psf_fits_matches_box_sums_on_clean_stars():
     psf = fit_flux_ratio(ref.image, sci.image, psf_reference=ref.psf, psf_science=sci.psf, **kw)
     assert psf.ratio == pytest.approx(1.25, rel=0.01)
     assert psf.ratio == pytest.approx(box.ratio, rel=0.01)
+
+
+def test_flux_ratio_falls_back_to_zero_points_on_a_sparse_field():
+    """A 128 px cutout has too few stars to fit F_n/F_r; the calibration in the meta gives it."""
+    from astroray.datasets import ImagePairConfig, simulate_pair
+    from astroray.imaging.background import Background
+    from astroray.imaging.difference import Differencer, photometric_flux_ratio
+    from astroray.records import Exposure
+
+    pair = simulate_pair(ImagePairConfig(shape=(128, 128)), seed=3, index=0)
+    expected = pair.truth["flux_scale"].iloc[0] if len(pair.truth) else pair.meta["flux_scale"]
+    assert photometric_flux_ratio(pair.reference, pair.science) == pytest.approx(expected, rel=1e-6)
+
+    def sub(e):
+        b = Background().run(e.image)
+        return Exposure(image=e.image - b.background, variance=e.variance, mask=e.mask, psf=e.psf, meta=e.meta)
+
+    res = Differencer().run(sub(pair.reference), sub(pair.science))
+    assert res.flux_ratio == pytest.approx(expected, rel=1e-6)
+    assert res.meta["flux_ratio_fit"]["source"] == "zero_points"
+    no_cal = Exposure(image=pair.science.image, variance=pair.science.variance, mask=pair.science.mask,
+                      psf=pair.science.psf, meta={"exposure_id": "nocal"})
+    with pytest.raises(InvalidInputError, match="zero_point and exptime"):
+        Differencer().run(sub(pair.reference), sub(no_cal))

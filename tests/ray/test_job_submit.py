@@ -22,7 +22,11 @@ def ray_head(tmp_path):
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port=6399",
            f"--dashboard-port={DASHBOARD}", "--dashboard-host=127.0.0.1", "--num-cpus=2",
            "--object-store-memory=500000000", f"--temp-dir={temp_dir}", "--include-dashboard=true",
-           "--disable-usage-stats"]
+           "--disable-usage-stats",
+           # every port of its own: the test session's Ray already holds the defaults on this machine
+           "--dashboard-agent-listen-port=52399", "--dashboard-agent-grpc-port=52398", "--metrics-export-port=52397",
+           "--runtime-env-agent-port=52396", "--node-manager-port=52395", "--object-manager-port=52394",
+           "--ray-client-server-port=10099", "--min-worker-port=20000", "--max-worker-port=20999"]
     head = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     import httpx
 
@@ -56,7 +60,12 @@ def test_demo_runs_under_ray_job_submit(ray_head, tmp_path):
     submit = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address",
               f"http://127.0.0.1:{DASHBOARD}", "--working-dir", str(REPO), "--", "python", "jobs/demo.py",
               "--config", str(config), "--out", str(out)]
-    proc = subprocess.run(submit, env=ray_head, capture_output=True, text=True, timeout=480)
+    deadline = time.time() + 120
+    while True:  # the dashboard answers before its job agent has registered
+        proc = subprocess.run(submit, env=ray_head, capture_output=True, text=True, timeout=480)
+        if "No available agent" not in proc.stderr + proc.stdout or time.time() > deadline:
+            break
+        time.sleep(3)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "succeeded" in proc.stdout.lower()
     manifest = pd.read_parquet(out / "manifest.parquet")

@@ -28,6 +28,12 @@ api = FastAPI(
 )
 
 
+def _user_message(exc: InvalidInputError) -> str:
+    """The user's error without Ray's remote traceback (a handle re-raises it as RayTaskError)."""
+    cause = getattr(exc, "cause", None)
+    return str(cause if isinstance(cause, InvalidInputError) else exc)
+
+
 def _decode(name: str, text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
@@ -69,7 +75,7 @@ class Ingress:
             out = await self.differencer.difference.remote(ref, sci, return_difference=req.return_difference,
                                                            max_detections=req.max_detections)
         except InvalidInputError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+            raise HTTPException(status_code=422, detail=_user_message(exc)) from None
         return DifferenceResponse(**out)
 
 
