@@ -5,11 +5,13 @@
   :func:`read_lightcurves`, :func:`lightcurves_from_alerts`
 * label tables: :func:`read_labels`, :func:`attach_labels`
 * what a file holds: :func:`detect_format`; a whole folder checked: :func:`check_path`
+* FITS exposures (IMAGE, VARIANCE, MASK, PSF): :func:`read_exposure`, :func:`write_exposure`
 """
 from astroray.io.alerts import alerts_from_records, alerts_from_table, iter_alerts, read_alerts
 from astroray.io.check import CheckReport, FileResult, check_file, check_path
 from astroray.io.cutouts import decode_cutout
 from astroray.io.detect import FileFormat, detect_format
+from astroray.io.fits import exposure_to_bytes, read_exposure, read_image, write_exposure, write_image
 from astroray.io.lightcurves import (
     attach_labels,
     lightcurves_from_alerts,
@@ -21,6 +23,11 @@ from astroray.io.lightcurves import (
 )
 
 __all__ = [
+    "read_exposure",
+    "write_exposure",
+    "read_image",
+    "write_image",
+    "exposure_to_bytes",
     "read_alerts",
     "iter_alerts",
     "alerts_from_table",
