@@ -206,6 +206,20 @@ def _array_background(data, mask, cfg: BackgroundConfig, device: str) -> Backgro
 _CORES = {"sep": _sep_background, "array": _array_background}  # implementation -> core(data, mask, cfg, device)
 
 
+def select_implementation(device: str, implementation: str):
+    """``(device, implementation, xp)`` for a stage: SEP on the CPU, our array code on the GPU (or when asked).
+
+    Raises ``ValueError`` for ``implementation='sep'`` on the GPU.
+    """
+    device = resolve_device(device)
+    impl = implementation
+    if impl == "auto":
+        impl = "sep" if device == "cpu" else "array"
+    if impl == "sep" and device == "gpu":
+        raise ValueError("implementation='sep' runs on the CPU only; use device='cpu' or implementation='array'")
+    return device, impl, (get_xp(device) if impl == "array" else np)
+
+
 class Background:
     """SExtractor's mesh background as a configure-once stage.
 
@@ -223,15 +237,9 @@ class Background:
 
     def __init__(self, config: BackgroundConfig | None = None):
         self.config = config or BackgroundConfig()
-        self.device = resolve_device(self.config.device)
-        impl = self.config.implementation
-        if impl == "auto":
-            impl = "sep" if self.device == "cpu" else "array"
-        if impl == "sep" and self.device == "gpu":
-            raise ValueError("implementation='sep' runs on the CPU only; use device='cpu' or implementation='array'")
-        self.implementation = impl
-        self.xp = get_xp(self.device) if impl == "array" else np
-        self._core = _CORES[impl]
+        self.device, self.implementation, self.xp = select_implementation(self.config.device,
+                                                                          self.config.implementation)
+        self._core = _CORES[self.implementation]
 
     def __reduce__(self):  # Ray ships stages between processes: rebuild from the config (modules don't pickle)
         return (type(self), (self.config,))

@@ -63,8 +63,9 @@ from astroray.imaging.background import (
     BackgroundResult,
     as_image,
     as_mask,
+    select_implementation,
 )
-from astroray.kernels.backend import get_xp, resolve_device, to_numpy
+from astroray.kernels.backend import to_numpy
 from astroray.records import MaskBits
 
 __all__ = [
@@ -502,15 +503,9 @@ class SourceExtractor:
 
     def __init__(self, config: ExtractionConfig | None = None):
         self.config = config or ExtractionConfig()
-        self.device = resolve_device(self.config.device)
-        impl = self.config.implementation
-        if impl == "auto":
-            impl = "sep" if self.device == "cpu" else "array"
-        if impl == "sep" and self.device == "gpu":
-            raise ValueError("implementation='sep' runs on the CPU only; use device='cpu' or implementation='array'")
-        self.implementation = impl
-        self.xp = get_xp(self.device) if impl == "array" else np
-        self._core = _CORES[impl]
+        self.device, self.implementation, self.xp = select_implementation(self.config.device,
+                                                                          self.config.implementation)
+        self._core = _CORES[self.implementation]
 
     def __reduce__(self):  # Ray ships stages between processes: rebuild from the config (modules don't pickle)
         return (type(self), (self.config,))
