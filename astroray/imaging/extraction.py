@@ -154,6 +154,11 @@ class ExtractionConfig(AstrorayConfig):
         Numeric mask values above this mark a pixel as masked.
     segmentation : bool
         Return the segmentation map (on the device the stage ran on).
+    photometry : bool
+        Aperture, Kron (FLUX_AUTO), flux-radius and windowed measurements.  Turn
+        off for detection only (e.g. candidates on a difference score image, where
+        PSF photometry is done on D): elongated artefacts make Kron and
+        flux-radius apertures of thousands of pixels.
     background : BackgroundConfig
         Used when the stage must estimate the background or the noise itself.
     device : {"cpu", "gpu", "auto"}
@@ -177,6 +182,7 @@ class ExtractionConfig(AstrorayConfig):
     gain: float | None = Field(None, gt=0)
     mask_threshold: float = 0.0
     segmentation: bool = True
+    photometry: bool = True
     background: BackgroundConfig = BackgroundConfig()
     device: Device = "cpu"
     implementation: Implementation = "auto"
@@ -427,6 +433,8 @@ def _run_sep(cfg: ExtractionConfig, prep: _Prepared, xp=np) -> tuple[pd.DataFram
     with np.errstate(divide="ignore", invalid="ignore"):
         cat["snr"] = np.where(flux_err > 0, cat["flux"].to_numpy() / flux_err, np.nan)
 
+    if not cfg.photometry:  # detection only: positions, moments, isophotal flux
+        return cat, seg, abs_thresh
     f, fe, fl = sep.sum_circle(data, x, y, cfg.aperture_radius, err=phot_err, mask=mask, gain=cfg.gain,
                                subpix=cfg.aperture_subpix)
     cat["flux_aper"], cat["flux_aper_err"], cat["flag_aper"] = f, fe if phot_err is not None else np.nan, fl
@@ -467,7 +475,8 @@ def _run_array(cfg: ExtractionConfig, prep: _Prepared, xp) -> tuple[pd.DataFrame
                       deblend_cont=cfg.deblend_cont, clean=cfg.clean, clean_param=cfg.clean_param,
                       gain=cfg.gain, aperture_radius=cfg.aperture_radius,
                       aperture_subpix=cfg.aperture_subpix, kron_factor=cfg.kron_factor,
-                      kron_min_radius=cfg.kron_min_radius, flux_fraction=cfg.flux_fraction)
+                      kron_min_radius=cfg.kron_min_radius, flux_fraction=cfg.flux_fraction,
+                      photometry=cfg.photometry)
     cat = pd.DataFrame({k: to_numpy(v) for k, v in out.columns.items()})
     cat = cat.astype({k: np.int64 for k in _INT_COLUMNS if k in cat.columns})
     return cat, out.segmentation, out.threshold
@@ -550,8 +559,8 @@ class SourceExtractor:
         cat, seg, thresh = self._core(self.config, prep, self.xp)
         ra, dec = _wcs_radec(wcs, cat["x"].to_numpy(), cat["y"].to_numpy())
         cat["ra"], cat["dec"] = ra, dec
-        cat = cat[list(SEP_COLUMNS + CATALOG_EXTRA_COLUMNS)]
-        cat = cat.astype({k: np.int64 for k in _INT_COLUMNS})
+        cat = cat[[c for c in SEP_COLUMNS + CATALOG_EXTRA_COLUMNS if c in cat]]  # photometry=False has fewer
+        cat = cat.astype({k: np.int64 for k in _INT_COLUMNS if k in cat.columns})
         return ExtractionResult(cat.reset_index(drop=True), seg if self.config.segmentation else None,
                                 prep.background, float(thresh), self.device,
                                 meta={"implementation": self.implementation})

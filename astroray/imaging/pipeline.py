@@ -33,7 +33,8 @@ class ImagePipelineConfig(AstrorayConfig):
     """Default registration noise 0.1 px rms: without it, bright stars leave 5-sigma dipoles in S_corr."""
     detection: ExtractionConfig = Field(
         default_factory=lambda: ExtractionConfig(threshold=5.0, threshold_type="absolute", min_area=3,
-                                                 filter_kernel=None, deblend_cont=1.0))
+                                                 filter_kernel=None, deblend_cont=1.0, photometry=False,
+                                                 segmentation=False))
     detect_negative: bool = True
     """Also detect fading sources (negative changes) on -score."""
     cutout_size: int = 63

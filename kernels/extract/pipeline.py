@@ -70,7 +70,7 @@ def _objects(data, det, *, min_area, deblend_nthresh, deblend_cont, gain, clean,
 def extract(data, *, threshold, threshold_type="relative", error=None, mask=None, min_area=5,
             filter_kernel=None, filter_type="matched", deblend_nthresh=32, deblend_cont=0.005, clean=True,
             clean_param=1.0, gain=None, aperture_radius=5.0, aperture_subpix=5, kron_factor=2.5,
-            kron_min_radius=3.5, flux_fraction=0.5, backend="auto"):
+            kron_min_radius=3.5, flux_fraction=0.5, photometry=True, backend="auto"):
     """Detect, deblend, clean and measure sources (SEP's ``extract`` plus its aperture functions).
 
     Parameters
@@ -116,6 +116,8 @@ def extract(data, *, threshold, threshold_type="relative", error=None, mask=None
     a = cols["a"].astype(xp.float64)
     b = cols["b"].astype(xp.float64)
     theta = cols["theta"].astype(xp.float64)
+    if not photometry:  # detection only: positions, moments, isophotal flux
+        return ExtractOutput(cols, seg, det.threshold)
     f, fe, fl = ap.sum_circle(data, x, y, aperture_radius, error=error, mask=mask, gain=gain,
                               subpix=aperture_subpix)
     cols["flux_aper"], cols["flux_aper_err"], cols["flag_aper"] = f, fe if has_noise else xp.full(n, xp.nan), fl

@@ -44,3 +44,24 @@ def test_mismatched_pair_is_invalid_input(pipeline):
                      mask=pair.science.mask[:128, :128], psf=pair.science.psf, meta=dict(pair.science.meta))
     with pytest.raises(InvalidInputError, match="differs from science shape"):
         pipeline.run(pair.reference, small)
+
+
+@pytest.mark.parametrize("implementation", ["sep", "array"])
+def test_detection_only_extraction_keeps_the_catalog(implementation):
+    """photometry=False drops the aperture/Kron columns and nothing else."""
+    from astroray.imaging.extraction import ExtractionConfig, SourceExtractor
+
+    rng = np.random.default_rng(5)
+    img = rng.normal(0, 1, (200, 200)).astype(np.float32)
+    yy, xx = np.mgrid[:200, :200]
+    for x0, y0 in ((50, 60), (120, 140), (160, 30)):
+        img += 40 * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 4.0)
+    img[100:103, 10:190] += 30  # a streak-like artefact
+    common = dict(threshold=5.0, threshold_type="absolute", filter_kernel=None, deblend_cont=1.0,
+                  implementation=implementation)
+    full = SourceExtractor(ExtractionConfig(**common)).run(img).catalog
+    bare = SourceExtractor(ExtractionConfig(photometry=False, **common)).run(img).catalog
+    assert len(full) == len(bare) == 4
+    for col in ("x", "y", "flux", "a", "b", "theta", "npix"):
+        np.testing.assert_allclose(bare[col].to_numpy(), full[col].to_numpy(), rtol=1e-6)
+    assert "flux_auto" in full and "flux_auto" not in bare
