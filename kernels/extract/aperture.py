@@ -590,8 +590,6 @@ def winpos(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
     r_in2, r_out2, r2 = rin * rin, (r + 0.7072) ** 2, r * r
     inv2s2 = 1.0 / (2.0 * sig * sig)
     active = xp.ones(n, dtype=bool)
-    scale = 1.0 / subpix
-    offset = 0.5 * (scale - 1.0)
     for _ in range(_WIN_NITER):
         act = xp.nonzero(active)[0]
         if act.shape[0] == 0:

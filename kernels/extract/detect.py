@@ -92,7 +92,6 @@ class PixelList:
 
     def take(self, index, obj=None, n_objects=None):
         """The pixels at ``index`` (optionally renumbered), re-sorted by object."""
-        xp = array_module_of(self.x)
         o = self.obj[index] if obj is None else obj
         n = self.n_objects if n_objects is None else int(n_objects)
         sub = PixelList(o, self.x[index], self.y[index], self.value[index], self.cvalue[index], self.var[index],
