@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 
 
 def main(argv=None) -> dict:
@@ -30,22 +29,19 @@ def main(argv=None) -> dict:
 
     import ray
 
-    from astroray.datasets import ImagePairConfig, simulate_pair
-    from astroray.io.fits import write_exposure
-    from astroray.ray.image_job import DifferenceJobConfig, run_pairs
+    from astroray.datasets import write_images
+    from astroray.ray.image_job import DifferenceJobConfig, pairs_in_folder, run_pairs
 
     work = Path(tempfile.mkdtemp(prefix="astroray-bench-"))
-    rows = []
-    for i in range(args.n_pairs):
-        pair = simulate_pair(ImagePairConfig(shape=(args.size, args.size)), seed=1, index=i)
-        rows.append(dict(pair_id=f"p{i:04d}",
-                         reference_path=str(write_exposure(pair.reference, work / f"p{i:04d}_reference.fits")),
-                         science_path=str(write_exposure(pair.science, work / f"p{i:04d}_science.fits"))))
-    cfg = DifferenceJobConfig(num_actors=args.actors, num_gpus_per_actor=args.gpus_per_actor, write_difference=False,
-                              pipeline={"difference": {"method": args.method, "device": args.device}})
+    write_images(args.n_pairs, work, config={"shape": (args.size, args.size)}, seed=1)
+    manifest = pairs_in_folder(work)
+    # merged into the defaults, so the pipeline's other difference settings (registration noise) stay
+    cfg = DifferenceJobConfig().with_updates(num_actors=args.actors, num_gpus_per_actor=args.gpus_per_actor,
+                                             write_difference=False,
+                                             pipeline={"difference": {"method": args.method, "device": args.device}})
     ray.init(include_dashboard=False, log_to_driver=False)
     t0 = time.perf_counter()
-    status = run_pairs(pd.DataFrame(rows), work / "out", cfg, progress=False)
+    status = run_pairs(manifest, work / "out", cfg, progress=False)
     wall = time.perf_counter() - t0
     ok = status[status["status"] == "ok"]
     result = {

@@ -45,7 +45,7 @@ def _check_n(n):
 
 
 def write_images(n: int, out_dir: str | os.PathLike, *, config=None, seed: int = 0, plot: bool = False,
-                 start: int = 0, overwrite: bool = True) -> dict[str, Any]:
+                 start: int = 0, overwrite: bool = True, progress: bool = False) -> dict[str, Any]:
     """Simulate ``n`` image pairs and write them.
 
     Writes ``<pair_id>_reference.fits`` and ``<pair_id>_science.fits`` (see
@@ -63,6 +63,8 @@ def write_images(n: int, out_dir: str | os.PathLike, *, config=None, seed: int =
     plot : bool
     overwrite : bool
         Replace existing files.
+    progress : bool
+        Show a progress bar over the pairs.
 
     Returns
     -------
@@ -70,6 +72,8 @@ def write_images(n: int, out_dir: str | os.PathLike, *, config=None, seed: int =
         ``kind``, ``n``, ``out_dir``, ``files``, ``truth``, ``sources``, ``n_changes``,
         ``n_real``, ``seconds``, ``plot``.
     """
+    from tqdm.auto import tqdm
+
     from astroray.io.fits import write_exposure
 
     _check_n(n)
@@ -78,7 +82,7 @@ def write_images(n: int, out_dir: str | os.PathLike, *, config=None, seed: int =
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     files, truths, sources, shown = [], [], [], []
-    for i in range(start, start + n):
+    for i in tqdm(range(start, start + n), desc="simulate pairs", unit="pair", disable=not progress):
         pair = simulate_pair(cfg, seed=seed, index=i)
         for name, exposure in (("reference", pair.reference), ("science", pair.science)):
             path = out / f"{pair.pair_id}_{name}.fits"

@@ -16,10 +16,9 @@ import pandas as pd
 from pydantic import Field
 
 from astroray.config import AstrorayConfig, astroray_home
-from astroray.datasets import ImagePairConfig, simulate_pair
+from astroray.datasets import ImagePairConfig, write_images
 from astroray.imaging.pipeline import ImagePipelineConfig
-from astroray.io.fits import write_exposure
-from astroray.ray.image_job import DifferenceJobConfig, run_pairs
+from astroray.ray.image_job import DifferenceJobConfig, pairs_in_folder, run_pairs
 
 __all__ = ["DemoConfig", "DemoSummary", "run_demo", "match_to_truth"]
 
@@ -105,32 +104,25 @@ def match_to_truth(catalog: pd.DataFrame, truth: pd.DataFrame, *, radius: float)
     return dist <= radius
 
 
-def _simulate_inputs(cfg: DemoConfig, inputs: Path, truth_dir: Path, progress: bool) -> list[dict]:
-    from tqdm.auto import tqdm
-
-    manifest = []
-    for i in tqdm(range(cfg.n_pairs), desc="simulate pairs", unit="pair", disable=not progress):
-        pair = simulate_pair(cfg.simulation, seed=cfg.seed, index=i)
-        pair_id = f"pair{i:04d}"
-        ref = write_exposure(pair.reference, inputs / f"{pair_id}_reference.fits", overwrite=True)
-        sci = write_exposure(pair.science, inputs / f"{pair_id}_science.fits", overwrite=True)
-        pair.truth.assign(pair_id=pair_id).to_parquet(truth_dir / f"{pair_id}.parquet", index=False)
-        manifest.append(dict(pair_id=pair_id, reference_path=str(ref), science_path=str(sci)))
+def _simulate_inputs(cfg: DemoConfig, inputs: Path, progress: bool) -> pd.DataFrame:
+    """Simulated pairs (with ``inputs/truth.parquet``), plus ``n_corrupt`` pairs with a truncated science file."""
+    write_images(cfg.n_pairs, inputs, config=cfg.simulation, seed=cfg.seed, progress=progress)
+    manifest = pairs_in_folder(inputs)
+    corrupt = []
     for j in range(cfg.n_corrupt):
         # a real pair whose science file lost its second half in transfer
-        good = manifest[j % len(manifest)]
-        pair_id = f"corrupt{j:04d}"
+        good = manifest.iloc[j % len(manifest)]
+        bad = inputs / f"corrupt{j:04d}_science.fits"
         data = Path(good["science_path"]).read_bytes()
-        bad = inputs / f"{pair_id}_science.fits"
         bad.write_bytes(data[: len(data) // 2])
-        manifest.append(dict(pair_id=pair_id, reference_path=good["reference_path"], science_path=str(bad)))
-    return manifest
+        corrupt.append(dict(pair_id=f"corrupt{j:04d}", reference_path=good["reference_path"], science_path=str(bad)))
+    return pd.concat([manifest, pd.DataFrame(corrupt)], ignore_index=True)
 
 
 def run_demo(cfg: DemoConfig | None = None, *, progress: bool = True, verbose: bool = True) -> DemoSummary:
     """Simulate, difference, detect and write alerts on a local Ray or the cluster this runs on.
 
-    Outputs under ``cfg.output_dir``: ``inputs/`` (FITS pairs), ``truth/``,
+    Outputs under ``cfg.output_dir``: ``inputs/`` (FITS pairs and ``truth.parquet``),
     ``alerts/`` and ``catalog/`` (Parquet datasets, one part per pair),
     ``difference/`` (FITS), ``manifest.parquet`` (every input and its status),
     ``quarantine.parquet`` (bad inputs with the reason) and ``overview.png``.
@@ -138,18 +130,18 @@ def run_demo(cfg: DemoConfig | None = None, *, progress: bool = True, verbose: b
     cfg = cfg or DemoConfig()
     t_start = time.perf_counter()
     out = Path(cfg.output_dir) if cfg.output_dir else astroray_home() / "demo"
-    for sub in ("inputs", "truth", "alerts", "catalog", "difference"):
+    for sub in ("inputs", "alerts", "catalog", "difference"):
         shutil.rmtree(out / sub, ignore_errors=True)
         (out / sub).mkdir(parents=True, exist_ok=True)
-    manifest = _simulate_inputs(cfg, out / "inputs", out / "truth", progress)
+    manifest = _simulate_inputs(cfg, out / "inputs", progress)
 
     job = DifferenceJobConfig(pipeline=cfg.pipeline, num_actors=cfg.num_actors,
                               num_gpus_per_actor=cfg.num_gpus_per_actor, write_difference=True)
-    status = run_pairs(pd.DataFrame(manifest), out, job, progress=progress)
+    status = run_pairs(manifest, out, job, progress=progress)
     quarantined = status[status["status"] != "ok"]
 
     catalog = _read_parts(out / "catalog")
-    truth = _read_parts(out / "truth")
+    truth = pd.read_parquet(out / "inputs" / "truth.parquet")
     ok_pairs = set(status.loc[status["status"] == "ok", "pair_id"])
     truth = truth[truth["pair_id"].isin(ok_pairs)] if not truth.empty else truth
     n_real = n_rec = n_bright = n_rec_bright = 0
