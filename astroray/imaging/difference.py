@@ -11,8 +11,8 @@ Both exposures must be background-subtracted and on the same pixel grid.
 Pixels flagged in either mask (``bad_bits``), non-finite pixels and pixels with
 zero variance are set to 0 with variance 0 in *both* images before
 differencing; they carry their flags into :attr:`DifferenceResult.mask` and a
-score of 0, and so does their neighbourhood (``mask_grow``) where the blanked
-pixels held real light.
+score of 0, and so does their neighbourhood where the blanked light leaves a
+residual in the score (``mask_residual``, ``mask_grow``).
 
 Conventions: ``flux_ratio`` is ``F_n / F_r`` (science counts per reference
 count of the same star); ``F_n = 1``, so :attr:`DifferenceResult.flux` is in
@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 
 from astroray.config import AstrorayConfig, Device
 from astroray.errors import InvalidInputError
-from astroray.kernels.backend import get_xp, resolve_device, to_numpy
+from astroray.kernels.backend import get_ndimage, get_xp, resolve_device, to_numpy
 from astroray.kernels.difference import classic as _classic
 from astroray.kernels.difference import zogy as _zogy
 from astroray.kernels.difference.common import FourierBackend, fit_flux_ratio, prepare_psf, psf_covariance
@@ -86,10 +86,17 @@ class DifferenceConfig(AstrorayConfig):
         Leave the result arrays on the GPU (CuPy) for the next stage.
     bad_bits : int
         Mask bits that exclude a pixel (blanked in both images).
+    mask_residual : float
+        ZOGY: where the light blanked with a pixel flagged in one image only
+        (read from the other image) leaves a residual above this many sigma of
+        ``S_corr``, the score is set to 0 as well.  The two images' kernels
+        turn such a hole into a ring of residuals around a flagged star core;
+        a flagged pixel on empty sky or a faint host leaves almost none.
     mask_grow : float
-        Where blanking removed real light (a flagged pixel on a source), the
-        score is also set to 0 within this many FWHM of the broader PSF: the
-        two images' kernels turn the hole into residuals (0: flagged pixels only).
+        Pixels flagged in both images (saturated cores) whose light is
+        unknown: where they border light, the score is set to 0 within this
+        many FWHM of the broader PSF (classic: all flagged pixels on light;
+        0: flagged pixels only).
     ratio_min_snr : float
         Peak S/N of the stars that fit ``flux_ratio``.
     ratio_photometry : {"psf", "box"}
@@ -117,6 +124,7 @@ class DifferenceConfig(AstrorayConfig):
     cpu_kernels: Literal["numba", "numpy"] = "numba"
     keep_on_device: bool = False
     bad_bits: int = _DEFAULT_BAD
+    mask_residual: float = Field(default=1.0, gt=0)
     mask_grow: float = Field(default=2.0, ge=0)
     ratio_min_snr: float = Field(default=20.0, gt=0)
     ratio_photometry: Literal["psf", "box"] = "psf"
@@ -301,13 +309,13 @@ class Differencer:
             psf_n = science.psf if psf_science is None else np.asarray(psf_science)
             if self.config.method == "classic" and (psf_r.ndim != 2 or psf_n.ndim != 2):
                 raise InvalidInputError("the classic method takes one PSF stamp per image, not a grid")
-            result = self._method(inputs, psf_r, psf_n, None if ratio is None else float(ratio), meta)
+            result, blank = self._method(inputs, psf_r, psf_n, None if ratio is None else float(ratio), meta)
             meta["timings_ms"]["difference"] = 1e3 * (time.perf_counter() - t2)
         except InvalidInputError as exc:
             if src and exc.source is None:
                 raise InvalidInputError(exc.reason, source=src) from None
             raise
-        result.score[inputs["score_blank"]] = 0.0
+        result.score[blank] = 0.0
         result.mask = inputs["mask"]
         meta["timings_ms"]["total"] = 1e3 * (time.perf_counter() - t0)
         return result if self.config.keep_on_device else result.to_numpy()
@@ -338,40 +346,72 @@ class Differencer:
         bad = bads[0] | bads[1]
         if not bool((~bad).any()):
             raise InvalidInputError("no pixel is usable in both images")
-        out: dict = {"bad": bad, "good": ~bad, "mask": masks[0] | masks[1]}
+        out: dict = {"bad": bad, "good": ~bad, "mask": masks[0] | masks[1], "raw": None, "bads": bads,
+                     "fwhm": 2.3548 * max(float(np.sqrt(np.linalg.eigvalsh(psf_covariance(p)).max())) for p in psfs)}
         if bool(bad.any()):
             # Blank a pixel flagged in either image in both, so neither keeps light the other lost.
             for key in ("R", "N", "VR", "VN"):
                 out[key] = xp.where(bad, np.float32(0), raw[key])
-            out["score_blank"] = self._lost_flux_region(raw, bads, psfs)
+            out["raw"] = raw
         else:  # nothing to blank: no copies
             out.update(raw)
-            out["score_blank"] = bad
         return out
 
-    def _lost_flux_region(self, raw, bads, psfs):
-        """Flagged pixels, grown where blanking removed real light (saturated cores, bad columns on stars).
+    # -- where blanking leaves residuals in the score (set to 0 there)
 
-        Blanking removes light from both images alike, but the two are
-        convolved with different kernels, so the hole leaves residuals out to
-        a kernel radius.  On sky the blanked light is ~0 and nothing needs
-        growing: only pixels where the unflagged image shows a source (or
-        both images are flagged) grow by ``mask_grow`` FWHM.
+    def _zogy_blank(self, inp, z, psf_r, psf_n, ratio):
+        """Flagged pixels, plus where the light blanking removed leaves ``|dS_corr| > mask_residual``.
+
+        Where only one image is flagged the other shows the light removed
+        (scaled by the flux ratio), and :func:`~astroray.kernels.difference.zogy.lost_light_score`
+        predicts its residual exactly up to the PSF difference.  Where both are
+        flagged (saturated cores) the light is unknown: those pixels grow by
+        ``mask_grow`` FWHM when they border light.
         """
-        xp = self.xp
-        bad_r, bad_n = bads
-        bad = bad_r | bad_n
-        if self.config.mask_grow <= 0:
+        bad, raw = inp["bad"], inp["raw"]
+        if raw is None:
             return bad
+        xp = self.xp
+        bad_r, bad_n = inp["bads"]
+        lost_r = xp.where(bad_r & ~bad_n, raw["N"] * np.float32(1.0 / ratio), np.float32(0))
+        lost_n = xp.where(bad_n & ~bad_r, raw["R"], np.float32(0))
+        cfg = self.config
+        delta, spread = _zogy.lost_light_score(
+            lost_r, lost_n, psf_r, psf_n, flux_ratio=ratio, sigma_reference=z.meta["sigma_reference"],
+            sigma_science=z.meta["sigma_science"], score_variance=z.score_variance, fft_shape=z.fft_shape,
+            fourier_floor=cfg.fourier_floor, recenter_psf=cfg.recenter_psf, backend=self.fft)
+        spread += xp.abs(delta)
+        return bad | (spread > cfg.mask_residual) | self._grown(bad_r & bad_n, inp)
+
+    def _classic_blank(self, inp):
+        """Flagged pixels, grown by ``mask_grow`` FWHM where they held light (either image > 3 sigma)."""
+        bad, raw = inp["bad"], inp["raw"]
+        if raw is None:
+            return bad
+        bad_r, bad_n = inp["bads"]
+        return bad | self._grown((bad_r & bad_n) | (bad & self._light(raw, bad_r, bad_n)), inp)
+
+    def _light(self, raw, bad_r, bad_n):
+        xp = self.xp
         sig_r = ~bad_r & (raw["R"] > 3 * xp.sqrt(xp.maximum(raw["VR"], 0)))
         sig_n = ~bad_n & (raw["N"] > 3 * xp.sqrt(xp.maximum(raw["VN"], 0)))
-        lost = (bad_r & bad_n) | (bad & (sig_r | sig_n))
-        if not bool(lost.any()):
-            return bad
-        fwhm = 2.3548 * max(float(np.sqrt(np.linalg.eigvalsh(psf_covariance(p)).max())) for p in psfs)
-        return bad | _grow(lost, int(np.ceil(self.config.mask_grow * fwhm)), xp)
+        return sig_r | sig_n
 
-    def _run_zogy(self, inp, psf_r, psf_n, ratio, meta) -> DifferenceResult:
+    def _grown(self, seeds, inp):
+        """``seeds`` that border light (within 2 px), grown by ``mask_grow`` FWHM; flagged sky stays as it is."""
+        xp = self.xp
+        radius = int(np.ceil(self.config.mask_grow * inp["fwhm"]))
+        out = xp.zeros_like(seeds)
+        box = _bounding_box(seeds, radius + 2, xp) if radius > 0 else None
+        if box is None:
+            return out
+        raw = {k: v[box] for k, v in inp["raw"].items()}
+        bad_r, bad_n = (b[box] for b in inp["bads"])
+        near_light = _grow(self._light(raw, bad_r, bad_n), 2, xp)
+        out[box] = _grow(seeds[box] & near_light, radius, xp)
+        return out
+
+    def _run_zogy(self, inp, psf_r, psf_n, ratio, meta):
         cfg = self.config
         z = _zogy.zogy(inp["R"], inp["N"], psf_r, psf_n, flux_ratio=ratio,
                        variance_reference=inp["VR"], variance_science=inp["VN"],
@@ -383,12 +423,13 @@ class Differencer:
         if isinstance(variance, float):
             variance = self.xp.full(z.difference.shape, variance, dtype=self.xp.float32)
         meta.update(z.meta, flux_normalisation=z.flux_normalisation, fft_shape=z.fft_shape)
-        return DifferenceResult(difference=z.difference, score=z.score, variance=variance, psf=z.psf,
-                                zero_point=z.zero_point, flux_ratio=ratio, flux=z.flux, flux_err=z.flux_err,
-                                mask=None, matched_filter=z.matched_filter, method="zogy",
-                                device=self.device, meta=meta)
+        result = DifferenceResult(difference=z.difference, score=z.score, variance=variance, psf=z.psf,
+                                  zero_point=z.zero_point, flux_ratio=ratio, flux=z.flux, flux_err=z.flux_err,
+                                  mask=None, matched_filter=z.matched_filter, method="zogy",
+                                  device=self.device, meta=meta)
+        return result, self._zogy_blank(inp, z, psf_r, psf_n, ratio)
 
-    def _run_classic(self, inp, psf_r, psf_n, ratio, meta) -> DifferenceResult:  # ratio None: fit the scale
+    def _run_classic(self, inp, psf_r, psf_n, ratio, meta):  # ratio None: fit the scale
         cfg = self.config
         c = _classic.classic_difference(inp["R"], inp["N"], psf_r, psf_n, variance_reference=inp["VR"],
                                         variance_science=inp["VN"], good=inp["good"], flux_ratio=ratio,
@@ -396,24 +437,34 @@ class Differencer:
                                         score=cfg.classic_score, recenter_psf=cfg.recenter_psf,
                                         backend=self.fft)
         meta.update(c.meta, offset=c.offset, convolved=c.convolved)
-        return DifferenceResult(difference=c.difference, score=c.score, variance=c.variance, psf=c.psf,
-                                zero_point=1.0, flux_ratio=c.scale, flux=c.flux, flux_err=c.flux_err,
-                                mask=None, matched_filter=None, method="classic", device=self.device,
-                                meta=meta)
+        result = DifferenceResult(difference=c.difference, score=c.score, variance=c.variance, psf=c.psf,
+                                  zero_point=1.0, flux_ratio=c.scale, flux=c.flux, flux_err=c.flux_err,
+                                  mask=None, matched_filter=None, method="classic", device=self.device,
+                                  meta=meta)
+        return result, self._classic_blank(inp)
+
+
+def _bounding_box(region, margin: int, xp) -> tuple[slice, slice] | None:
+    """The slices holding every True pixel of ``region`` plus ``margin``, or None when there is none."""
+    rows = xp.flatnonzero(region.any(axis=1))
+    if int(rows.size) == 0:
+        return None
+    cols = xp.flatnonzero(region.any(axis=0))
+    H, W = region.shape
+    return (slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + margin + 1, H)),
+            slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, W)))
 
 
 def _grow(region, radius: int, xp):
-    """Binary dilation by a (2 radius + 1)^2 box, through summed-area tables (any array module)."""
+    """Binary dilation by a (2 radius + 1)^2 box: a separable maximum filter over the region's bounding box."""
     if radius <= 0:
         return region
-    H, W = region.shape
-    c = xp.zeros((H + 1, W + 1), dtype=xp.int32)
-    c[1:, 1:] = xp.cumsum(xp.cumsum(region.astype(xp.int32), axis=0), axis=1)
-    y0 = xp.clip(xp.arange(H) - radius, 0, H)[:, None]
-    y1 = xp.clip(xp.arange(H) + radius + 1, 0, H)[:, None]
-    x0 = xp.clip(xp.arange(W) - radius, 0, W)[None, :]
-    x1 = xp.clip(xp.arange(W) + radius + 1, 0, W)[None, :]
-    return (c[y1, x1] - c[y0, x1] - c[y1, x0] + c[y0, x0]) > 0
+    box = _bounding_box(region, radius, xp)
+    out = xp.zeros_like(region)
+    if box is not None:
+        out[box] = get_ndimage(xp).maximum_filter(region[box].view(xp.uint8), size=2 * radius + 1,
+                                                  mode="constant").view(bool)
+    return out
 
 
 def difference(reference: Exposure, science: Exposure, **options) -> DifferenceResult:

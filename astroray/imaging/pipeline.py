@@ -33,8 +33,10 @@ class ImagePipelineConfig(AstrorayConfig):
     """Default registration noise 0.1 px rms: without it, bright stars leave 5-sigma dipoles in S_corr."""
     detection: ExtractionConfig = Field(
         default_factory=lambda: ExtractionConfig(threshold=5.0, threshold_type="absolute", min_area=3,
-                                                 filter_kernel=None, deblend_cont=1.0, photometry=False,
+                                                 filter_kernel=None, deblend_cont=0.005, photometry=False,
                                                  segmentation=False))
+    """Candidates on the score image; deblended, so two transients on one host, or one beside a
+    dipole, come out as two detections rather than one between them."""
     detect_negative: bool = True
     """Also detect fading sources (negative changes) on -score."""
     cutout_size: int = 63

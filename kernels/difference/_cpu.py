@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["weights", "d_and_s", "d_sn_sr", "variance_mix"]
+__all__ = ["weights", "d_and_s", "d_sn_sr", "variance_mix", "safe_ratio"]
 
 _JIT = dict(parallel=True, cache=True, nogil=True)
 
@@ -73,4 +73,15 @@ def variance_mix(vn_hat, vr_hat, kn2_hat, kr2_hat):
     for i in nb.prange(H):
         for j in range(W):
             out[i, j] = vn_hat[i, j] * kn2_hat[i, j] + vr_hat[i, j] * kr2_hat[i, j]
+    return out
+
+
+@nb.njit(**_JIT)
+def safe_ratio(s, var):
+    H, W = s.shape
+    out = np.empty((H, W), np.float32)
+    for i in nb.prange(H):
+        for j in range(W):
+            v = var[i, j]
+            out[i, j] = s[i, j] / np.sqrt(v) if v > 0 else np.float32(0)
     return out

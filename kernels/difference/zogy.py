@@ -51,7 +51,7 @@ from astroray.kernels.difference.common import (
     prepare_psf,
 )
 
-__all__ = ["ZogyResult", "zogy", "zogy_psf_products"]
+__all__ = ["ZogyResult", "zogy", "zogy_psf_products", "lost_light_score"]
 
 
 @dataclass
@@ -207,6 +207,78 @@ def zogy(reference, science, psf_reference, psf_science, *, flux_ratio: float = 
                        **opts)
 
 
+def lost_light_score(lost_reference, lost_science, psf_reference, psf_science, *, flux_ratio: float,
+                     sigma_reference: float, sigma_science: float, score_variance, fft_shape: tuple[int, int],
+                     fourier_floor: float = 1e-8, recenter_psf: bool = True,
+                     backend: FourierBackend | None = None):
+    """The change of ``S_corr`` caused by light removed from both images (blanked pixels), and its spread.
+
+    Blanking a pixel flagged in one image removes light ``L`` (reference
+    counts) from ``R`` and ``flux_ratio * L`` from ``N``.  ``S`` filters the
+    two with different kernels, so the hole leaves
+    ``dS = (k_r - flux_ratio k_n) (x) L`` behind: nothing on empty sky, a ring
+    of residuals around a flagged star core.  ``L`` is read from the
+    unflagged image, so it is what the flagged image *would* hold only up to
+    the PSFs' difference: at a point source's core the flagged image's light
+    can differ by up to the ratio ``q`` of the PSFs' peak values.  The spread
+    is ``(q - 1) |k_r (x) L_r - flux_ratio k_n (x) L_n|``, that share of the
+    flagged side's term.  Both come in units of the score's noise,
+    ``/ sqrt(V(S))`` (the astrometric term left out, so they err on the large side).
+
+    Parameters
+    ----------
+    lost_reference : array (H, W)
+        ``L_r``: where only the reference pixel is flagged, the science image
+        divided by ``flux_ratio``; 0 elsewhere.
+    lost_science : array (H, W)
+        ``L_n``: where only the science pixel is flagged, the reference image; 0 elsewhere.
+    psf_reference, psf_science : array (h, w) or (ny, nx, h, w)
+        The PSFs the difference used; of a grid, the central stamps.
+    flux_ratio, sigma_reference, sigma_science, fourier_floor, recenter_psf
+        As given to (or estimated by) :func:`zogy`.
+    score_variance : array (H, W) or float
+        :attr:`ZogyResult.score_variance`.
+    fft_shape : (int, int)
+        :attr:`ZogyResult.fft_shape` (its padding keeps the convolutions from wrapping).
+    backend : FourierBackend, optional
+        The backend of the :func:`zogy` call (its cached kernels are reused).
+
+    Returns
+    -------
+    delta, spread : array (H, W)
+        The predicted change of ``S_corr`` and the bound on its error.
+    """
+    xp = array_module_of(lost_reference)
+    fb = backend if backend is not None else FourierBackend(xp)
+    Pr, Pn = (_central_stamp(_psf_grid(p, name, recenter_psf))
+              for p, name in ((psf_reference, "reference PSF"), (psf_science, "science PSF")))
+    c = float(flux_ratio)
+    small = _cached_psf_products(fb, Pr, Pn, f_r=1.0 / c, f_n=1.0, s_r=float(sigma_reference),
+                                 s_n=float(sigma_science), floor=float(fourier_floor),
+                                 size=min(2 * max(Pr.shape + Pn.shape) + 1, 2 * (min(fft_shape) // 2) - 1))
+    q = float(Pr.max() / Pn.max())
+    q = max(q, 1.0 / q)
+    shape = lost_reference.shape
+    a = fb.rfft2_stamp(small["k_r"], fft_shape)
+    b = fb.rfft2_stamp(small["k_n"] * c, fft_shape)
+    x = fb.rfft2(xp.asarray(lost_reference, dtype=xp.float32), fft_shape)
+    y = fb.rfft2(xp.asarray(lost_science, dtype=xp.float32), fft_shape)
+    flagged_hat = a * x - b * y  # the flagged sides' terms: k_r (x) L_r - c k_n (x) L_n
+    a -= b
+    x += y
+    x *= a  # the whole change: (k_r - c k_n) (x) (L_r + L_n)
+    del a, b, y
+    delta = fb.irfft2(x, fft_shape, shape, overwrite=True)
+    flagged = fb.irfft2(flagged_hat, fft_shape, shape, overwrite=True)
+    spread = xp.abs(_safe_ratio(xp.ascontiguousarray(flagged), score_variance, fb))
+    spread *= np.float32(q - 1.0)
+    return _safe_ratio(xp.ascontiguousarray(delta), score_variance, fb), spread
+
+
+def _central_stamp(grid: np.ndarray) -> np.ndarray:
+    return grid[min(grid.shape[0] - 1, grid.shape[0] // 2), min(grid.shape[1] - 1, grid.shape[1] // 2)]
+
+
 def _psf_grid(psf, name, recenter) -> np.ndarray:
     """A PSF stamp (h, w) or a grid of stamps (ny, nx, h, w) as an (ny, nx) object array of prepared stamps."""
     from astroray.kernels.backend import to_numpy
@@ -270,7 +342,12 @@ def _make_fourier_ops(xp):
     def variance_mix(vn_hat, vr_hat, kn2_hat, kr2_hat):
         return vn_hat * kn2_hat + vr_hat * kr2_hat
 
-    return weights, d_and_s, d_sn_sr, variance_mix
+    def safe_ratio(s, var):
+        """``s / sqrt(var)``, 0 where no data reaches the filter (``var == 0``) instead of inf."""
+        positive = var > 0
+        return xp.where(positive, s / xp.sqrt(xp.where(positive, var, 1.0)), 0.0)
+
+    return weights, d_and_s, d_sn_sr, variance_mix, safe_ratio
 
 
 def _ops_for(fb: FourierBackend):
@@ -279,7 +356,8 @@ def _ops_for(fb: FourierBackend):
         if not fb.on_gpu and fb.cpu_kernels == "numba":
             from astroray.kernels.difference import _cpu
 
-            ops = tuple(_whole(f) for f in (_cpu.weights, _cpu.d_and_s, _cpu.d_sn_sr, _cpu.variance_mix))
+            ops = tuple(_whole(f) for f in (_cpu.weights, _cpu.d_and_s, _cpu.d_sn_sr, _cpu.variance_mix,
+                                            _cpu.safe_ratio))
         else:
             ops = tuple(fb.fuse(f) for f in _make_fourier_ops(fb.xp))
         fb._zogy_ops = ops  # compiled once per backend object
@@ -362,7 +440,7 @@ def _zogy_core(R, N, VR, VN, Pr, Pn, *, f_r, f_n, s_r, s_n, sx, sy, want_vd, pad
     xp = fb.xp
     H, W = N.shape
     shape = padded_shape((H, W), pad)
-    weights, d_and_s, d_sn_sr, variance_mix = _ops_for(fb)
+    weights, d_and_s, d_sn_sr, variance_mix, _ = _ops_for(fb)
     var_n, var_r = s_n * s_n, s_r * s_r
     den2_0 = var_n * f_r * f_r + var_r * f_n * f_n
     floor2 = floor * floor * den2_0
@@ -440,7 +518,7 @@ def _zogy_core(R, N, VR, VN, Pr, Pn, *, f_r, f_n, s_r, s_n, sx, sy, want_vd, pad
     D = xp.ascontiguousarray(D)
     S = xp.ascontiguousarray(S)
     total_var = V_S if v_ast is None else v_ast + V_S
-    score = _safe_ratio(S, total_var, xp)
+    score = _safe_ratio(S, total_var, fb)
     flux = S * (1.0 / f_s)
     flux_err = xp.sqrt(V_S) * (1.0 / f_s) if not isinstance(V_S, float) else xp.full(
         (H, W), math.sqrt(V_S) / f_s, dtype=xp.float32)
@@ -508,9 +586,8 @@ def _astrometric_variance(s, xp, sx, sy):
     return (sx * sx) * gx * gx + (sy * sy) * gy * gy
 
 
-def _safe_ratio(s, var, xp):
+def _safe_ratio(s, var, fb: FourierBackend):
     if isinstance(var, float):
         return s * (1.0 / math.sqrt(var))
-    sd = xp.sqrt(var)
-    # Zero variance happens only where no data reaches the filter: score 0 there, not inf.
-    return xp.where(sd > 0, s / xp.where(sd > 0, sd, 1.0), 0.0).astype(xp.float32, copy=False)
+    (out,) = fb.elementwise(_ops_for(fb)[4], (s, var), (), (np.float32,))
+    return out

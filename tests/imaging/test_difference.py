@@ -185,22 +185,47 @@ def test_forced_photometry_at_subpixel_positions_is_unbiased():
     assert np.mean(near / flux - 1) < np.mean(f / flux - 1)
 
 
-def test_flagged_star_core_blanks_its_neighbourhood_but_a_flagged_sky_pixel_does_not():
+def _unblanked(**kw):
+    """A Differencer that blanks flagged pixels but never their neighbourhood."""
+    return Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25, mask_residual=1e9, mask_grow=0, **kw))
+
+
+def test_residual_of_a_flagged_star_core_is_predicted_and_blanked_but_a_flagged_sky_pixel_is_not():
     ref, sci = make_pair()
-    # Saturate the core of a bright reference star (science unflagged there) and a sky pixel.
+    # Flag the core of a bright star in the reference only (its light is still in the science) and a sky pixel.
     ys, xs = np.unravel_index(np.argsort(ref.image, axis=None)[-1], ref.image.shape)
+    clean = _unblanked().run(ref, sci)
     ref.mask[ys - 1:ys + 2, xs - 1:xs + 2] = MaskBits.SAT
     sky = (5, 250) if ref.image[5, 250] < 3 * np.sqrt(ref.variance[5, 250]) else (250, 5)
     sci.mask[sky] = MaskBits.CR
-    plain = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25, mask_grow=0)).run(ref, sci)
-    grown = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25)).run(ref, sci)
-    ring = (slice(ys - 6, ys + 7), slice(xs - 6, xs + 7))
-    assert np.abs(plain.score[ring]).max() > 5   # the hole leaves residuals around the core ...
-    assert np.all(grown.score[ring] == 0)         # ... which the grown blank removes
-    assert grown.mask[ys, xs] & MaskBits.SAT and grown.mask[sky] & MaskBits.CR
+    holed = _unblanked().run(ref, sci)
+    blanked = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25)).run(ref, sci)
+    residual = np.abs(holed.score - clean.score)
+    residual[holed.mask != 0] = 0
+    assert residual.max() > 5  # the hole leaves residuals around the core ...
+    blank = blanked.score == 0
+    assert not np.any((residual > 1.5) & ~blank)  # ... which the predicted blank covers
+    # and not much more: the 2-FWHM box that blanking used to cut around the core was 529 px
+    assert blank.sum() < 1.3 * (residual > 1).sum() < 529
+    assert blanked.mask[ys, xs] & MaskBits.SAT and blanked.mask[sky] & MaskBits.CR
     y, x = sky
-    around = grown.score[max(y - 3, 0):y + 4, max(x - 3, 0):x + 4]
+    around = blanked.score[max(y - 3, 0):y + 4, max(x - 3, 0):x + 4]
     assert (around != 0).sum() == around.size - 1  # only the flagged sky pixel itself
+
+
+def test_a_flagged_pixel_beside_a_transient_on_a_host_does_not_hide_it():
+    # A cosmic ray flagged in the science 3 px from the transient, on a host bright in both images.
+    ref, sci = make_pair(transient=(128.0, 96.0, 1500.0))
+    host = render(ref.shape, [129.0], [98.0], [4e4], 4.0)
+    ref = Exposure(ref.image + host, ref.variance + host, ref.mask, ref.psf)
+    sci = Exposure(sci.image + 1.25 * host, sci.variance + 1.25 * host, sci.mask, sci.psf)
+    sci.mask[131, 97] = MaskBits.CR
+    res = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25)).run(ref, sci)
+    assert res.score[127:130, 95:98].max() > 5
+    # where both images are flagged the light is unknown: its neighbourhood goes
+    ref.mask[131, 97] = MaskBits.SAT
+    res = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25)).run(ref, sci)
+    assert np.all(res.score[127:130, 95:98] == 0)
 
 
 def test_flux_ratio_from_psf_fits_matches_box_sums_on_clean_stars():

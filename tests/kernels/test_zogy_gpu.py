@@ -115,6 +115,26 @@ def test_stage_on_gpu_matches_cpu_and_can_stay_on_device():
     assert isinstance(kept.score, cupy.ndarray)
 
 
+def test_stage_blanks_the_same_flagged_neighbourhoods_on_gpu_and_cpu():
+    from astroray.imaging.difference import DifferenceConfig, Differencer
+    from astroray.records import Exposure, MaskBits
+
+    R, N, VR, VN, Pr, Pn = make_pair(seed=6)
+    mask_r, mask_n = np.zeros(R.shape, np.uint32), np.zeros(R.shape, np.uint32)
+    y, x = np.unravel_index(np.argmax(R), R.shape)
+    mask_r[y - 1:y + 2, x - 1:x + 2] = MaskBits.SAT  # a star core flagged in the reference only
+    y, x = np.unravel_index(np.argsort(N, axis=None)[-50], N.shape)
+    mask_r[y, x] = mask_n[y, x] = MaskBits.SAT  # and one in both
+    mask_n[::37, 100] = MaskBits.CR
+    ref, sci = Exposure(R, VR, mask_r, Pr), Exposure(N, VN, mask_n, Pn)
+    cfg = DifferenceConfig(flux_ratio=1.2)
+    cpu = Differencer(cfg.with_updates(device="cpu")).run(ref, sci)
+    gpu = Differencer(cfg.with_updates(device="gpu")).run(ref, sci)
+    blank_cpu, blank_gpu = cpu.score == 0, gpu.score == 0
+    assert blank_cpu.sum() > 9 + 1 + 14
+    assert np.mean(blank_cpu != blank_gpu) < 1e-4  # pixels right at the 1-sigma edge may differ
+
+
 def test_host_device_runner_with_pinned_buffers():
     from astroray.kernels.difference.gpu import HostDeviceZogy
     from astroray.kernels.difference.zogy import zogy
