@@ -305,8 +305,8 @@ class Differencer:
                 raise InvalidInputError(f"flux_ratio must be positive and finite, got {ratio!r}")
             meta["timings_ms"]["flux_ratio"] = 1e3 * (time.perf_counter() - t1)
             t2 = time.perf_counter()
-            psf_r = reference.psf if psf_reference is None else np.asarray(psf_reference)
-            psf_n = science.psf if psf_science is None else np.asarray(psf_science)
+            psf_r = reference.psf if psf_reference is None else to_numpy(psf_reference)
+            psf_n = science.psf if psf_science is None else to_numpy(psf_science)
             if self.config.method == "classic" and (psf_r.ndim != 2 or psf_n.ndim != 2):
                 raise InvalidInputError("the classic method takes one PSF stamp per image, not a grid")
             result, blank = self._method(inputs, psf_r, psf_n, None if ratio is None else float(ratio), meta)
@@ -511,7 +511,7 @@ class DifferenceBatch:
                 continue
             for k, v in zip(self.OUTPUTS, (res.difference, res.score, res.variance, res.flux, res.flux_err,
                                            res.mask, res.psf)):
-                cols[k].append(np.asarray(v))
+                cols[k].append(to_numpy(v))
             cols["zero_point"].append(res.zero_point)
             cols["flux_ratio"].append(res.flux_ratio)
             cols["error"].append("")

@@ -57,15 +57,20 @@ class HostDeviceZogy:
     """
 
     INPUTS = ("R", "N", "VR", "VN")
+    OUTPUTS = ("difference", "matched_filter", "score", "flux", "flux_err", "score_variance", "difference_variance")
+    """The image-shaped :class:`ZogyResult` fields that can come back."""
 
     def __init__(self, shape, psf_reference, psf_science, *, outputs: Sequence[str] = ("difference", "score"),
                  **zogy_options):
+        self.outputs = tuple(outputs)
+        unknown = sorted(set(self.outputs) - set(self.OUTPUTS))
+        if unknown:
+            raise ValueError(f"outputs {unknown} are not image-shaped ZogyResult fields; choose from {self.OUTPUTS}")
         import cupy
 
         self._cp = cupy
         self.shape = tuple(shape)
         self.psf_reference, self.psf_science = psf_reference, psf_science
-        self.outputs = tuple(outputs)
         self.options = zogy_options
         self._host_in = {k: pinned_empty(self.shape) for k in self.INPUTS}
         self._dev_in = {k: cupy.empty(self.shape, dtype=cupy.float32) for k in self.INPUTS}
@@ -73,6 +78,7 @@ class HostDeviceZogy:
         self.copy_stream = cupy.cuda.Stream(non_blocking=True)
         self.compute_stream = cupy.cuda.Stream(non_blocking=True)
         self.fft = FourierBackend(cupy)
+        self._done = None  # event: the last differencing has finished reading the device inputs
 
     def host_inputs(self) -> dict[str, np.ndarray]:
         """The pinned input buffers ``R``, ``N``, ``VR``, ``VN``: fill them, then :meth:`run`."""
@@ -85,13 +91,24 @@ class HostDeviceZogy:
             self.copy_stream.wait_event(self.compute_stream.record())
             for k in self.outputs:
                 value = getattr(self.last_result, k)
-                value.get(stream=self.copy_stream, out=self._host_out[k])
+                if isinstance(value, float):  # a background-only constant (source_noise=False and the like)
+                    self._host_out[k][...] = value
+                else:
+                    value.get(stream=self.copy_stream, out=self._host_out[k])
         self.copy_stream.synchronize()
         return self._host_out
 
     def run_on_device(self, *, flux_ratio: float, **overrides) -> ZogyResult:
-        """Upload the inputs and difference them; the result stays on the GPU."""
+        """Upload the inputs and difference them; the result stays on the GPU.
+
+        The caller's current stream waits for the result, so reading it there
+        (``cupy.asnumpy``, further kernels) is safe; the next upload waits until
+        this differencing has read its inputs.
+        """
+        cupy = self._cp
         with self.copy_stream:
+            if self._done is not None:
+                self.copy_stream.wait_event(self._done)  # the previous pair's FFTs may still read _dev_in
             for k in self.INPUTS:
                 self._dev_in[k].set(self._host_in[k], stream=self.copy_stream)
             uploaded = self.copy_stream.record()
@@ -99,5 +116,8 @@ class HostDeviceZogy:
             self.compute_stream.wait_event(uploaded)
             opts = {**self.options, **overrides}
             d = self._dev_in
-            return zogy(d["R"], d["N"], self.psf_reference, self.psf_science, flux_ratio=flux_ratio,
-                        variance_reference=d["VR"], variance_science=d["VN"], backend=self.fft, **opts)
+            result = zogy(d["R"], d["N"], self.psf_reference, self.psf_science, flux_ratio=flux_ratio,
+                          variance_reference=d["VR"], variance_science=d["VN"], backend=self.fft, **opts)
+            self._done = self.compute_stream.record()
+        cupy.cuda.get_current_stream().wait_event(self._done)
+        return result

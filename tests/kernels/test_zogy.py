@@ -351,3 +351,11 @@ def test_numba_and_numpy_fourier_arithmetic_agree():
     stamp = rng.normal(size=(9, 7))
     full = np.fft.rfft2(embed_kernel(stamp, (40, 36), np, np.float64))
     np.testing.assert_allclose(fb.rfft2_stamp(stamp, (40, 36), np.float64), full, atol=1e-12)
+
+
+def test_host_device_runner_refuses_outputs_it_cannot_bring_back():
+    """Checked before CuPy is imported, so CPU machines see the same error."""
+    from astroray.kernels.difference.gpu import HostDeviceZogy
+
+    with pytest.raises(ValueError, match="image-shaped"):
+        HostDeviceZogy((64, 64), np.ones((5, 5)), np.ones((5, 5)), outputs=("score", "psf"))

@@ -151,3 +151,26 @@ def test_host_device_runner_with_pinned_buffers():
         assert np.max(np.abs(out[name] - b)) / np.max(np.abs(b)) < 1e-4, name
     again = runner.run(flux_ratio=1.2)  # buffers and plans reused
     assert again["score"] is out["score"]
+
+
+def test_host_device_runner_back_to_back_on_device_and_constant_outputs():
+    import cupy
+
+    from astroray.kernels.difference.gpu import HostDeviceZogy
+    from astroray.kernels.difference.zogy import zogy
+
+    pairs = [make_pair(seed=7), make_pair(seed=8)]
+    Pr, Pn = pairs[0][4], pairs[0][5]
+    runner = HostDeviceZogy(pairs[0][0].shape, Pr, Pn, outputs=("score", "score_variance"), source_noise=False)
+    results = []
+    for R, N, VR, VN, _, _ in pairs:  # the second upload must wait until the first pair's FFTs read the inputs
+        host = runner.host_inputs()
+        for k, v in zip(("R", "N", "VR", "VN"), (R, N, VR, VN)):
+            host[k][...] = v
+        results.append(runner.run_on_device(flux_ratio=1.2))
+    for (R, N, VR, VN, _, _), res in zip(pairs, results):
+        cpu = zogy(R, N, Pr, Pn, flux_ratio=1.2, variance_reference=VR, variance_science=VN, source_noise=False)
+        assert _rel(res.score, cpu.score) < 1e-4
+    out = runner.run(flux_ratio=1.2)  # score_variance is a constant without source noise
+    assert np.all(out["score_variance"] == out["score_variance"][0, 0]) and out["score_variance"][0, 0] > 0
+    assert isinstance(cupy.asarray(out["score"]), cupy.ndarray)
