@@ -13,6 +13,7 @@ one lower-case letter (``ugrizy``); ZTF's ``R``/``fid=2`` becomes ``r``.
 from __future__ import annotations
 
 import enum
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -34,6 +35,7 @@ __all__ = [
     "CATALOG_COLUMNS",
     "LIGHTCURVE_SCHEMA",
     "ALERT_SCHEMA",
+    "ALERT_OPTIONAL_COLUMNS",
     "lightcurves_to_table",
     "table_to_lightcurves",
     "alerts_to_table",
@@ -365,7 +367,10 @@ ALERT_SCHEMA = pa.schema([
     ("hist_detected", pa.list_(pa.bool_())),
     *[(f"cutout_{c}", pa.list_(pa.float32())) for c in _CUTOUTS],
     *[(f"cutout_{c}_shape", pa.list_(pa.int32())) for c in _CUTOUTS],
+    ("meta_json", pa.string()),
 ])
+ALERT_OPTIONAL_COLUMNS = ("meta_json",)
+"""Columns of :data:`ALERT_SCHEMA` that tables written before they existed may lack."""
 
 
 def alerts_to_table(alerts: list[Alert]) -> pa.Table:
@@ -384,7 +389,25 @@ def alerts_to_table(alerts: list[Alert]) -> pa.Table:
             arr = getattr(a, f"cutout_{c}")
             cols[f"cutout_{c}"].append(None if arr is None else np.asarray(arr, np.float32).ravel().tolist())
             cols[f"cutout_{c}_shape"].append(None if arr is None else list(np.shape(arr)))
+        # The survey's own context (ZTF's sgscore1/distpsnr1, Rubin's diaObject, SNANA groups) as JSON:
+        # brokers filter on it, and a map column cannot hold its nested, mixed-type values.
+        cols["meta_json"].append(json.dumps(_jsonable(a.meta), allow_nan=False) if a.meta else None)
     return pa.table(cols, schema=ALERT_SCHEMA)
+
+
+def _jsonable(value):
+    """``value`` with NumPy scalars and arrays as Python values, NaN/inf as None and bytes dropped (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items() if not isinstance(v, (bytes, bytearray))}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return str(value)
 
 
 def table_to_alerts(table: pa.Table) -> list[Alert]:
@@ -397,8 +420,9 @@ def table_to_alerts(table: pa.Table) -> list[Alert]:
         for c in _CUTOUTS:
             v, shape = r[f"cutout_{c}"], r[f"cutout_{c}_shape"]
             cut[f"cutout_{c}"] = None if v is None else np.asarray(v, np.float32).reshape(shape)
+        meta = json.loads(r["meta_json"]) if r.get("meta_json") else {}
         out.append(Alert(r["alert_id"], r["object_id"], r["survey"], r["mjd"], r["ra"], r["dec"], r["band"],
-                         r["flux"], r["flux_err"], hist, scores=dict(r["scores"] or []), **cut))
+                         r["flux"], r["flux_err"], hist, scores=dict(r["scores"] or []), meta=meta, **cut))
     return out
 
 

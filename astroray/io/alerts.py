@@ -30,7 +30,7 @@ from astroray.io._source import Source, open_binary, read_head, source_name
 from astroray.io.detect import sniff_container
 from astroray.io.lsst import lsst_packet_to_alert
 from astroray.io.ztf import ztf_packet_to_alert
-from astroray.records import ALERT_SCHEMA, Alert, table_to_alerts
+from astroray.records import ALERT_OPTIONAL_COLUMNS, ALERT_SCHEMA, Alert, table_to_alerts
 
 __all__ = ["read_alerts", "iter_alerts", "alerts_from_table", "alerts_from_records", "split_extra_columns"]
 
@@ -238,7 +238,7 @@ def _table_flavour(names: list[str], label: str) -> str:
     """Which layout a table follows, from its columns; raise naming what is missing."""
     cols = set(names)
     if "alert_id" in cols and "hist_mjd" in cols:
-        missing = [n for n in ALERT_SCHEMA.names if n not in cols]
+        missing = [n for n in ALERT_SCHEMA.names if n not in cols and n not in ALERT_OPTIONAL_COLUMNS]
         if missing:
             raise InvalidAlertError(f"astroray alert table lacks column(s) {', '.join(missing)}", source=label)
         return "astroray-parquet"

@@ -15,7 +15,7 @@ from astropy.io import fits
 
 from astroray.errors import InvalidAlertError, InvalidInputError
 from astroray.io.alerts import alerts_from_records, alerts_from_table, iter_alerts, read_alerts
-from astroray.records import alerts_to_table, table_to_alerts
+from astroray.records import Alert, alerts_to_table, table_to_alerts
 
 ZTF_32 = "alerts/ztf/avro/2019_01_10_739260766315010006.avro"
 ZTF_33 = "alerts/ztf/avro/472263571115115000.avro"
@@ -236,6 +236,25 @@ def test_arrow_round_trip_keeps_alerts(shared_data):
         np.testing.assert_array_equal(a.cutout_difference, b.cutout_difference)
         np.testing.assert_array_equal(a.history.detected, b.history.detected)
         np.testing.assert_array_equal(a.history.flux_err, b.history.flux_err)
+    # the survey's context travels as JSON: ZTF's star-galaxy score of the nearest source, Rubin's diaObject
+    assert back[0].meta["sgscore1"] == pytest.approx(0.990625, abs=1e-6) and back[0].meta["isdiffpos"] == "f"
+    assert back[-1].meta.keys() == alerts[-1].meta.keys() and "diaObject" in back[-1].meta
+
+
+def test_alert_table_meta_is_strict_json_and_old_tables_without_it_still_read(shared_data, tmp_path):
+    from astroray.records import LightCurve
+
+    a = read_alerts(shared_data / ZTF_32)[0]
+    a.meta = {"x": np.float32(1.5), "nan": float("nan"), "arr": np.arange(3), "nested": {"b": np.bool_(True)}}
+    bare = Alert("id", "obj", "ztf", 1.0, 2.0, 3.0, "g", 1.0, 0.1, LightCurve("obj", [], [], [], [], []))
+    table = alerts_to_table([a, bare])
+    assert table.column("meta_json").to_pylist()[1] is None
+    assert json.loads(table.column("meta_json")[0].as_py()) == {"x": 1.5, "nan": None, "arr": [0, 1, 2],
+                                                                 "nested": {"b": True}}
+    out = tmp_path / "old.parquet"
+    pq.write_table(table.drop_columns(["meta_json"]), out)
+    back = read_alerts(out)
+    assert len(back) == 2 and back[0].meta == {}
 
 
 def test_astroray_alert_parquet_is_read_back(shared_data, tmp_path):
