@@ -65,3 +65,16 @@ def test_detection_only_extraction_keeps_the_catalog(implementation):
     for col in ("x", "y", "flux", "a", "b", "theta", "npix"):
         np.testing.assert_allclose(bare[col].to_numpy(), full[col].to_numpy(), rtol=1e-6)
     assert "flux_auto" in full and "flux_auto" not in bare
+
+
+def test_score_peak_positions_find_sub_pixel_maxima_of_either_sign():
+    from astroray.imaging.pipeline import score_peak_positions
+
+    yy, xx = np.mgrid[:64, :64]
+    truth = [(20.3, 30.8, 1), (45.6, 12.2, -1)]
+    score = sum(s * 40 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0 ** 2)) for y, x, s in truth)
+    score[0, 63] = 50.0  # a peak on the edge stays on its pixel
+    x, y = score_peak_positions(score, [31, 12, 63], [20, 46, 0], [1, -1, 1])
+    np.testing.assert_allclose(x[:2], [30.8, 12.2], atol=0.05)
+    np.testing.assert_allclose(y[:2], [20.3, 45.6], atol=0.05)
+    assert (x[2], y[2]) == (63, 0)
