@@ -34,7 +34,8 @@ from astroray.errors import InvalidInputError
 from astroray.kernels import background as _kernels
 from astroray.kernels.backend import array_module_of, get_xp, resolve_device, to_numpy
 
-__all__ = ["BackgroundConfig", "BackgroundResult", "Background", "estimate_background"]
+__all__ = ["BackgroundConfig", "BackgroundResult", "Background", "estimate_background", "select_implementation",
+           "following"]
 
 Implementation = Literal["auto", "sep", "array"]
 
@@ -206,18 +207,37 @@ def _array_background(data, mask, cfg: BackgroundConfig, device: str) -> Backgro
 _CORES = {"sep": _sep_background, "array": _array_background}  # implementation -> core(data, mask, cfg, device)
 
 
-def select_implementation(device: str, implementation: str):
+def _resolve(device: str, implementation: str, follow: bool) -> tuple[str, str]:
+    """``(device, implementation)``, the rule of :func:`select_implementation`."""
+    if implementation == "sep":
+        if device == "gpu" and not follow:
+            raise ValueError("implementation='sep' runs on the CPU only; use device='cpu' or implementation='array'")
+        if device not in ("cpu", "gpu", "auto"):
+            resolve_device(device)  # the usual error for an unknown name
+        return "cpu", "sep"
+    device = resolve_device(device)
+    if implementation == "auto":
+        return device, ("sep" if device == "cpu" else "array")
+    return device, implementation
+
+
+def select_implementation(device: str, implementation: str, *, follow: bool = False):
     """``(device, implementation, xp)`` for a stage: SEP on the CPU, our array code on the GPU (or when asked).
 
-    Raises ``ValueError`` for ``implementation='sep'`` on the GPU.
+    The one rule for where SEP runs: on the CPU only. ``implementation='sep'``
+    resolves to the CPU for ``device='auto'`` (whatever the host has), and for
+    ``device='gpu'`` too when ``follow`` is true: a stage that follows another
+    stage's device (the background an extraction estimates) keeps SEP on the CPU.
+
+    Raises ``ValueError`` for ``implementation='sep'`` with ``device='gpu'`` (unless ``follow``).
     """
-    device = resolve_device(device)
-    impl = implementation
-    if impl == "auto":
-        impl = "sep" if device == "cpu" else "array"
-    if impl == "sep" and device == "gpu":
-        raise ValueError("implementation='sep' runs on the CPU only; use device='cpu' or implementation='array'")
+    device, impl = _resolve(device, implementation, follow)
     return device, impl, (get_xp(device) if impl == "array" else np)
+
+
+def following(config: BackgroundConfig, device: str) -> BackgroundConfig:
+    """``config`` run on another stage's ``device`` (SEP stays on the CPU; see :func:`select_implementation`)."""
+    return config.model_copy(update={"device": _resolve(device, config.implementation, follow=True)[0]})
 
 
 class Background:

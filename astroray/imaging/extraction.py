@@ -63,6 +63,7 @@ from astroray.imaging.background import (
     BackgroundResult,
     as_image,
     as_mask,
+    following,
     select_implementation,
 )
 from astroray.kernels.backend import to_numpy
@@ -270,6 +271,8 @@ def _as_noise(value, shape, name, source, xp):
 
 def _prepare(cfg: ExtractionConfig, xp, image, error, variance, mask, background, source) -> _Prepared:
     data = as_image(image, source=source, xp=xp)
+    # A background measured here runs where the extraction's arrays are (SEP on the CPU in any case).
+    stage_device = "cpu" if xp is np else "gpu"
     shape = data.shape
     m = as_mask(mask, shape, threshold=cfg.mask_threshold, source=source, xp=xp)
     if error is not None and variance is not None:
@@ -295,14 +298,14 @@ def _prepare(cfg: ExtractionConfig, xp, image, error, variance, mask, background
         if background != "estimate":
             raise InvalidInputError(f"background must be None, 'estimate', an array or a BackgroundResult, "
                                     f"got {background!r}", source=source)
-        bkg_stage = Background(cfg.background.model_copy(update={"device": cfg.device}))
+        bkg_stage = Background(following(cfg.background, stage_device))
         bkg_result = bkg_stage.run(data, mask=bad if has_bad else None, source=source)
         background = bkg_result
     if isinstance(background, BackgroundResult):
         bkg_result = background
-        bmap = xp.asarray(background.background)
+        bmap = to_numpy(background.background) if xp is np else xp.asarray(background.background)
     elif background is not None:
-        bmap = xp.asarray(background)
+        bmap = to_numpy(background) if xp is np else xp.asarray(background)  # a device map for a host stage
         if bmap.ndim != 0 and tuple(bmap.shape) != tuple(shape):
             raise InvalidInputError(f"background shape {tuple(bmap.shape)} does not match image shape "
                                     f"{tuple(shape)}", source=source)
@@ -314,7 +317,7 @@ def _prepare(cfg: ExtractionConfig, xp, image, error, variance, mask, background
     if err is None and cfg.threshold_type == "relative":
         if bkg_result is None:
             # The image is background-subtracted already: its mesh RMS is the noise.
-            bkg_stage = Background(cfg.background.model_copy(update={"device": cfg.device}))
+            bkg_stage = Background(following(cfg.background, stage_device))
             noise = bkg_stage.run(data, mask=bad if has_bad else None, source=source)
             err = noise.global_rms
         else:

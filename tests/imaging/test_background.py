@@ -105,3 +105,38 @@ def test_config_rejects_nonsense():
 def test_fully_masked_image_raises(impl):
     with pytest.raises(InvalidInputError, match="masked"):
         _stage(impl, box_size=4, filter_size=1).run(np.ones((8, 8)), mask=np.ones((8, 8), dtype=bool))
+
+
+@pytest.fixture
+def gpu_host(monkeypatch):
+    """Make the device probe report a GPU, so that device='auto' resolves to 'gpu' (as on a GPU host)."""
+    import astroray.kernels.backend as backend
+
+    monkeypatch.setattr(backend, "gpu_available", lambda: True)
+    assert backend.resolve_device("auto") == "gpu"
+
+
+def test_sep_resolves_to_the_cpu_on_a_gpu_host(gpu_host):
+    from astroray.imaging.background import select_implementation
+
+    assert select_implementation("auto", "sep") == ("cpu", "sep", np)
+    assert select_implementation("cpu", "sep") == ("cpu", "sep", np)
+    with pytest.raises(ValueError, match="CPU only"):
+        select_implementation("gpu", "sep")  # asked for both: a contradiction
+    with pytest.raises(ValueError):
+        select_implementation("tpu", "sep")
+    stage = Background(BackgroundConfig(device="auto", implementation="sep", box_size=16))
+    assert (stage.device, stage.implementation) == ("cpu", "sep")
+    result = stage.run(np.random.default_rng(0).normal(10.0, 1.0, (64, 64)))
+    assert result.device == "cpu" and isinstance(result.background, np.ndarray)
+
+
+def test_a_following_background_keeps_sep_on_the_cpu(gpu_host):
+    from astroray.imaging.background import following, select_implementation
+
+    assert select_implementation("gpu", "sep", follow=True) == ("cpu", "sep", np)
+    assert following(BackgroundConfig(implementation="sep"), "gpu").device == "cpu"
+    assert following(BackgroundConfig(implementation="sep"), "auto").device == "cpu"
+    assert following(BackgroundConfig(implementation="array"), "auto").device == "gpu"
+    assert following(BackgroundConfig(implementation="auto"), "gpu").device == "gpu"
+    assert following(BackgroundConfig(implementation="auto", device="gpu"), "cpu").device == "cpu"

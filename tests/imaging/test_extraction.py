@@ -345,3 +345,57 @@ def test_vertical_streak_passes_seps_ellipse_checks(impl):
     assert len(cat) == 1
     assert cat["flux_auto"][0] == pytest.approx(1500.0)
     assert cat["x"][0] == pytest.approx(30.0) and cat["y"][0] == pytest.approx(24.5)
+
+
+@pytest.fixture
+def gpu_host(monkeypatch):
+    """Make the device probe report a GPU, so that device='auto' resolves to 'gpu' (as on a GPU host)."""
+    import astroray.kernels.backend as backend
+
+    monkeypatch.setattr(backend, "gpu_available", lambda: True)
+    assert backend.resolve_device("auto") == "gpu"
+
+
+def test_sep_on_auto_runs_on_the_cpu_of_a_gpu_host_with_its_background(gpu_host):
+    # device='auto' picks the GPU here; SEP (and the background it estimates) must stay on the CPU.
+    image, _ = star_field((128, 128), 20, seed=3, sky=100.0)
+    for bkg_impl in ("auto", "sep"):
+        cfg = ExtractionConfig(threshold=3.0, device="auto", implementation="sep",
+                               background=BackgroundConfig(implementation=bkg_impl, device="auto"))
+        ext = SourceExtractor(cfg)
+        assert (ext.device, ext.implementation) == ("cpu", "sep")
+        r = ext.run(image, background="estimate")
+        assert r.device == "cpu" and r.background.device == "cpu" and len(r.catalog) >= 10
+        assert isinstance(r.background.background, np.ndarray)
+        noise_only = ext.run(image - r.background.background)  # the noise from a background measured here
+        assert len(noise_only.catalog) == len(r.catalog)
+
+
+@pytest.mark.gpu
+def test_gpu_extraction_with_a_sep_background_keeps_sep_on_the_cpu():
+    import cupy as cp
+
+    image, _ = star_field((128, 128), 20, seed=3, sky=100.0)
+    opts = dict(threshold=3.0, implementation="array", background=BackgroundConfig(implementation="sep"))
+    gpu = SourceExtractor(ExtractionConfig(device="gpu", **opts)).run(cp.asarray(image), background="estimate")
+    cpu = SourceExtractor(ExtractionConfig(device="cpu", **opts)).run(image, background="estimate")
+    assert gpu.device == "gpu" and gpu.background.device == "cpu"
+    assert len(gpu.catalog) == len(cpu.catalog) >= 10
+    assert_allclose(gpu.catalog["x"], cpu.catalog["x"], rtol=1e-6, atol=1e-6)
+    # A device background for a host (SEP) extraction comes to the host.
+    dev_bkg = Background(BackgroundConfig(device="gpu")).run(cp.asarray(image))
+    r = SourceExtractor(ExtractionConfig(threshold=3.0, implementation="sep")).run(image, background=dev_bkg)
+    assert len(r.catalog) == len(cpu.catalog)
+
+
+@pytest.mark.gpu
+def test_gpu_no_sources_gives_an_empty_catalog():
+    import cupy as cp
+
+    noise = np.random.default_rng(1).normal(0, 1, (64, 64))
+    r = SourceExtractor(ExtractionConfig(threshold=50.0, implementation="array", device="gpu")).run(
+        cp.asarray(noise), error=1.0)
+    assert len(r.catalog) == 0 and set(CATALOG_COLUMNS) <= set(r.catalog.columns)
+    assert int(cp.asnumpy(r.segmentation).max()) == 0
+    cpu = SourceExtractor(ExtractionConfig(threshold=50.0, implementation="array")).run(noise, error=1.0)
+    assert (r.catalog.dtypes == cpu.catalog.dtypes).all()
