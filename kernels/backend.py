@@ -13,7 +13,8 @@ import numpy as np
 
 from astroray.errors import DeviceUnavailableError
 
-__all__ = ["has_cupy", "gpu_available", "resolve_device", "get_xp", "get_ndimage", "array_module_of", "to_numpy"]
+__all__ = ["has_cupy", "gpu_available", "resolve_device", "get_xp", "get_ndimage", "array_module_of", "to_numpy",
+           "bincount", "numba_stream_for"]
 
 
 @functools.cache
@@ -97,3 +98,35 @@ def to_numpy(arr: Any) -> np.ndarray:
     if type(arr).__module__.startswith("cupy"):
         return arr.get()
     return np.asarray(arr)
+
+
+def bincount(x, weights=None, minlength=0):
+    """``xp.bincount`` of ``x``'s array module, also for an empty ``x``.
+
+    CuPy raises on an empty input (it takes ``int(max(x))`` first) where NumPy
+    returns ``minlength`` zeros; here both return zeros: int64 counts, or
+    float64 sums with ``weights``.
+    """
+    xp = array_module_of(x)
+    minlength = int(minlength)
+    if int(x.shape[0]) == 0:
+        return xp.zeros(minlength, dtype=xp.int64 if weights is None else xp.float64)
+    if minlength > 0:
+        return xp.bincount(x, weights=weights, minlength=minlength)
+    return xp.bincount(x, weights=weights)
+
+
+def numba_stream_for(arr: Any):
+    """The stream for a Numba CUDA launch that works on ``arr``: ``kernel[grid, block, stream](...)``.
+
+    CuPy arrays: CuPy's current stream (as a Numba external stream), so the
+    kernel is ordered with the CuPy work before and after it. Anything else
+    (NumPy arrays, the CUDA simulator): 0, the default stream.
+    """
+    if type(arr).__module__.startswith("cupy"):
+        import cupy
+        from numba import cuda
+
+        ptr = cupy.cuda.get_current_stream().ptr
+        return cuda.external_stream(ptr) if ptr else 0
+    return 0

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from astroray.kernels.backend import array_module_of, get_ndimage
+from astroray.kernels.backend import array_module_of, bincount, get_ndimage
 
 __all__ = ["convolve_image", "matched_filter", "PixelList", "Detection", "detect"]
 
@@ -104,7 +104,7 @@ class PixelList:
         order = xp.argsort(key)
         out = PixelList(self.obj[order], self.x[order], self.y[order], self.value[order], self.cvalue[order],
                         self.var[order], self.thresh[order], self.n_objects, None, None)
-        out.count = xp.bincount(out.obj, minlength=self.n_objects)[: self.n_objects].astype(xp.int64)
+        out.count = bincount(out.obj, minlength=self.n_objects)[: self.n_objects].astype(xp.int64)
         out.start = (xp.cumsum(out.count) - out.count).astype(xp.int64)
         return out
 
@@ -192,7 +192,7 @@ def detect(data, *, threshold, relative, error=None, mask=None, kernel=None, mat
     flat = labels.ravel()
     idx = xp.flatnonzero(flat)  # raster order
     lab = flat[idx].astype(xp.int64)
-    counts = xp.bincount(lab, minlength=nlab + 1)
+    counts = bincount(lab, minlength=nlab + 1)
     keep = counts >= min_area
     keep[0] = False
     sel = keep[lab]
@@ -221,6 +221,6 @@ def detect(data, *, threshold, relative, error=None, mask=None, kernel=None, mat
         object_thresh = xp.full(n, np.float32(scalar_threshold), dtype=xp.float32)
     else:
         # With a threshold map, SEP 1.4 gives each object the mean threshold of its pixels.
-        tsum = xp.bincount(pixels.obj, weights=pixels.thresh.astype(xp.float64), minlength=n)[:n]
+        tsum = bincount(pixels.obj, weights=pixels.thresh.astype(xp.float64), minlength=n)[:n]
         object_thresh = (tsum / xp.maximum(pixels.count, 1)).astype(xp.float32)
     return Detection(pixels, cimg, object_thresh, scalar_threshold)

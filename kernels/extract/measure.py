@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from astroray.kernels.backend import array_module_of, to_numpy
+from astroray.kernels.backend import array_module_of, bincount, to_numpy
 
 __all__ = ["moments_errors", "analyse", "minarea_threshold", "segment_max_first", "segment_min_max_int",
            "segment_kth_largest", "lutz_chain_rank", "OBJ_MERGED", "OBJ_TRUNC", "OBJ_DOVERFLOW", "OBJ_SINGU"]
@@ -34,10 +34,10 @@ def moments_errors(segmentation, data, error, catalog, *, gain=None, filtered=No
     rv = xp.asarray(np.asarray(catalog["cflux"], np.float64))
     dx = xs - cx[lab]
     dy = ys - cy[lab]
-    ex2 = xp.bincount(lab, weights=var * dx * dx, minlength=n) / rv ** 2
-    ey2 = xp.bincount(lab, weights=var * dy * dy, minlength=n) / rv ** 2
-    exy = xp.bincount(lab, weights=var * dx * dy, minlength=n) / rv ** 2
-    vsum = xp.bincount(lab, weights=var, minlength=n) * (0.08333 / rv ** 2)
+    ex2 = bincount(lab, weights=var * dx * dx, minlength=n) / rv ** 2
+    ey2 = bincount(lab, weights=var * dy * dy, minlength=n) / rv ** 2
+    exy = bincount(lab, weights=var * dx * dy, minlength=n) / rv ** 2
+    vsum = bincount(lab, weights=var, minlength=n) * (0.08333 / rv ** 2)
     x2 = xp.asarray(np.asarray(catalog["x2"], np.float64))
     y2 = xp.asarray(np.asarray(catalog["y2"], np.float64))
     xy = xp.asarray(np.asarray(catalog["xy"], np.float64))
@@ -67,7 +67,7 @@ def segment_max_first(values, obj, n):
     xp = array_module_of(values)
     key = (obj.astype(xp.int64) << 32) | _orderable(values)
     srt = xp.sort(key)
-    counts = xp.bincount(obj, minlength=n)[:n]
+    counts = bincount(obj, minlength=n)[:n]
     last = xp.cumsum(counts) - 1
     vmax_key = srt[last] & 0xFFFFFFFF
     hit = _orderable(values) == vmax_key[obj]
@@ -81,7 +81,7 @@ def segment_min_max_int(values, obj, n):
     """Per object: min and max of a non-negative integer quantity (< 2**31)."""
     xp = array_module_of(values)
     srt = xp.sort((obj.astype(xp.int64) << 32) | values.astype(xp.int64))
-    counts = xp.bincount(obj, minlength=n)[:n]
+    counts = bincount(obj, minlength=n)[:n]
     end = xp.cumsum(counts)
     return srt[end - counts] & 0xFFFFFFFF, srt[end - 1] & 0xFFFFFFFF
 
@@ -91,7 +91,7 @@ def segment_kth_largest(values, obj, n, k):
     xp = array_module_of(values)
     key = (obj.astype(xp.int64) << 32) | (0xFFFFFFFF - _orderable(values))  # descending inside objects
     order = xp.argsort(key)
-    counts = xp.bincount(obj, minlength=n)[:n]
+    counts = bincount(obj, minlength=n)[:n]
     start = xp.cumsum(counts) - counts
     pos = xp.minimum(start + k - 1, values.shape[0] - 1)
     out = values[order[pos]]
@@ -99,8 +99,7 @@ def segment_kth_largest(values, obj, n, k):
 
 
 def _sum(obj, weights, n):
-    xp = array_module_of(weights)
-    return xp.bincount(obj, weights=weights, minlength=n)[:n]
+    return bincount(obj, weights=weights, minlength=n)[:n]
 
 
 # --------------------------------------------------------------------------- SExtractor's analyse

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from astroray.kernels.backend import array_module_of, to_numpy
+from astroray.kernels.backend import array_module_of, bincount, to_numpy
 from astroray.kernels.extract import aperture as ap
 from astroray.kernels.extract.clean import clean_survivors
 from astroray.kernels.extract.detect import detect
@@ -22,6 +22,18 @@ __all__ = ["ExtractOutput", "extract", "SEP_FIELDS"]
 SEP_FIELDS = ("thresh", "npix", "tnpix", "xmin", "xmax", "ymin", "ymax", "x", "y", "x2", "y2", "xy",
               "errx2", "erry2", "errxy", "a", "b", "theta", "cxx", "cyy", "cxy", "cflux", "flux",
               "cpeak", "peak", "xcpeak", "ycpeak", "xpeak", "ypeak", "flag")
+_PHOTOMETRY_FIELDS = ("flux_aper", "flux_aper_err", "flag_aper", "kron_radius", "flux_auto", "flux_auto_err",
+                      "flag_auto", "flux_radius", "xwin", "ywin", "flag_win")
+_FLOAT32_FIELDS = {"thresh", "a", "b", "theta", "cxx", "cyy", "cxy", "cflux", "flux", "cpeak", "peak"}
+_INT_FIELDS = {"npix", "tnpix", "xmin", "xmax", "ymin", "ymax", "xcpeak", "ycpeak", "xpeak", "ypeak", "flag",
+               "flag_aper", "flag_auto", "flag_win"}
+
+
+def _empty_columns(xp, photometry):
+    """The catalog columns of no object, with the dtypes a non-empty extraction gives them."""
+    names = SEP_FIELDS + ("flux_err", "snr") + (_PHOTOMETRY_FIELDS if photometry else ())
+    return {k: xp.zeros(0, dtype=xp.int64 if k in _INT_FIELDS else xp.float32 if k in _FLOAT32_FIELDS
+                        else xp.float64) for k in names}
 
 
 @dataclass
@@ -90,19 +102,24 @@ def extract(data, *, threshold, threshold_type="relative", error=None, mask=None
     """
     xp = array_module_of(data)
     h, w = data.shape
+    # Every step reads the image as float32 (as SEP does): convert it once, not in every aperture call.
+    data = xp.ascontiguousarray(data, dtype=xp.float32)
     det = detect(data, threshold=threshold, relative=threshold_type == "relative", error=error, mask=mask,
                  kernel=filter_kernel, matched=filter_type == "matched", min_area=min_area)
+    if det.pixels.n_objects == 0:  # nothing above threshold: no per-object work (no empty GPU reductions)
+        return ExtractOutput(_empty_columns(xp, photometry), xp.zeros((h, w), dtype=xp.int32), det.threshold)
     pixels, meas = _objects(data, det, min_area=min_area, deblend_nthresh=deblend_nthresh,
                             deblend_cont=deblend_cont, gain=gain, clean=clean, clean_param=clean_param,
                             backend=backend)
     n = pixels.n_objects
     seg = xp.zeros((h, w), dtype=xp.int32)
-    if n:
-        seg[pixels.y, pixels.x] = (pixels.obj + 1).astype(xp.int32)
+    if n == 0:
+        return ExtractOutput(_empty_columns(xp, photometry), seg, det.threshold)
+    seg[pixels.y, pixels.x] = (pixels.obj + 1).astype(xp.int32)
     cols = {k: meas[k] for k in SEP_FIELDS}
 
     # Isophotal error: the pixel variances over the object (+ Poisson term).
-    var_sum = xp.bincount(pixels.obj, weights=pixels.var.astype(xp.float64), minlength=n)[:n]
+    var_sum = bincount(pixels.obj, weights=pixels.var.astype(xp.float64), minlength=n)[:n]
     flux = cols["flux"].astype(xp.float64)
     if gain:
         var_sum = var_sum + xp.maximum(flux, 0) / gain

@@ -179,3 +179,72 @@ def test_masked_pixels_behave_as_in_sep(field):
     assert_allclose(out.columns["npix"], ref["npix"])
     assert_allclose(out.columns["flux"], ref["flux"], rtol=1e-5)
     assert (np.asarray(out.segmentation) == seg).all()
+
+
+# --------------------------------------------------------------------------- no objects (empty reductions)
+
+
+def _cupy_like_bincount(numpy_bincount):
+    """np.bincount that raises on an empty input, as cupy.bincount does (it takes int(max(x)) first)."""
+
+    def strict(x, weights=None, minlength=0):
+        if np.asarray(x).size == 0:
+            raise ValueError("zero-size array to reduction operation maximum which has no identity")
+        return numpy_bincount(x, weights=weights, minlength=minlength)
+
+    return strict
+
+
+def test_bincount_helper_matches_numpy_and_takes_empty_input():
+    from astroray.kernels.backend import bincount
+
+    x = np.array([3, 0, 3, 1], dtype=np.int64)
+    w = np.array([0.5, 1.0, 2.0, 4.0])
+    assert_array_equal(bincount(x), np.bincount(x))
+    assert_array_equal(bincount(x, minlength=7), np.bincount(x, minlength=7))
+    assert_array_equal(bincount(x, weights=w, minlength=2), np.bincount(x, weights=w, minlength=2))
+    empty = np.zeros(0, dtype=np.int64)
+    counts = bincount(empty, minlength=5)
+    assert counts.dtype == np.int64 and counts.shape == (5,) and not counts.any()
+    sums = bincount(empty, weights=np.zeros(0), minlength=5)  # float sums, as for non-empty input
+    assert sums.dtype == np.float64 and sums.shape == (5,) and not sums.any()
+    assert bincount(empty).shape == (0,)
+
+
+def test_nothing_above_threshold_gives_an_empty_catalog_without_empty_bincounts(monkeypatch):
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 1, (48, 64)).astype(np.float32)
+    full = extract(star_field((48, 64), 5, seed=3, sky=0.0, noise=1.0)[0], threshold=5.0, error=1.0)
+    assert len(full.columns["x"]) > 0
+    # CuPy's bincount raises on empty input: every reduction must go through the shared helper.
+    monkeypatch.setattr(np, "bincount", _cupy_like_bincount(np.bincount))
+    for photometry in (True, False):
+        out = extract(noise, threshold=50.0, error=1.0, filter_kernel=KERNEL, photometry=photometry)
+        ref = full.columns if photometry else {k: v for k, v in full.columns.items() if k in out.columns}
+        assert list(out.columns) == list(ref)
+        for name, col in out.columns.items():
+            assert col.shape == (0,) and col.dtype == ref[name].dtype, name
+        assert out.segmentation.shape == noise.shape and not out.segmentation.any()
+    det = detect(noise, threshold=50.0, relative=True, error=1.0, kernel=KERNEL)
+    assert det.pixels.n_objects == 0 and det.pixels.count.shape == (0,)
+    meas = analyse(det.pixels, det.object_thresh, image_shape=noise.shape)  # n == 0 reductions
+    assert all(v.shape == (0,) for v in meas.values())
+
+
+@pytest.mark.gpu
+def test_gpu_nothing_above_threshold_gives_an_empty_catalog():
+    import cupy as cp
+
+    noise = np.random.default_rng(3).normal(0, 1, (48, 64)).astype(np.float32)
+    cpu = extract(noise, threshold=50.0, error=1.0, filter_kernel=KERNEL)
+    gpu = extract(cp.asarray(noise), threshold=50.0, error=1.0, filter_kernel=KERNEL)
+    assert list(gpu.columns) == list(cpu.columns)
+    for name, col in gpu.columns.items():
+        assert isinstance(col, cp.ndarray) and col.shape == (0,) and col.dtype == cpu.columns[name].dtype, name
+    assert not bool(gpu.segmentation.any())
+    det = detect(cp.asarray(noise), threshold=50.0, relative=True, error=1.0, kernel=KERNEL)
+    meas = analyse(det.pixels, det.object_thresh, image_shape=noise.shape)
+    assert det.pixels.n_objects == 0 and all(v.shape == (0,) for v in meas.values())
+    from astroray.kernels.backend import bincount
+
+    assert cp.asnumpy(bincount(cp.zeros(0, dtype=cp.int64), minlength=3)).tolist() == [0, 0, 0]
