@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from astroray.kernels.backend import array_module_of
+from astroray.kernels.backend import array_module_of, bincount, numba_stream_for
 
 __all__ = ["MeshBackground", "mesh_background", "mesh_statistics", "filter_meshes", "interpolate_meshes",
            "histogram_mode_cpu", "histogram_mode_cuda"]
@@ -155,7 +155,7 @@ def mesh_statistics(data, mask=None, *, box_size=(64, 64)):
     inhist = ok & good[..., None] & (bins >= 0) & (bins < nlevels[..., None])
     nmesh = ny_nx = good.size
     flat = (xp.arange(ny_nx).reshape(good.shape)[..., None] * (_MAX_LEVELS + 1) + xp.where(inhist, bins, 0).astype(xp.int64))
-    hist = xp.bincount(flat[inhist], minlength=nmesh * (_MAX_LEVELS + 1)).reshape(nmesh, _MAX_LEVELS + 1)
+    hist = bincount(flat[inhist], minlength=nmesh * (_MAX_LEVELS + 1)).reshape(nmesh, _MAX_LEVELS + 1)
 
     # One loop per mesh: Numba on the CPU, a CUDA thread per mesh on the GPU (the vectorised
     # _histogram_mode is the reference both are tested against).
@@ -373,9 +373,9 @@ def histogram_mode_cuda(hist, nlevels, mean0, qzero, qscale):
     out_sig = xp.zeros(n, dtype=xp.float64)
     if n:
         threads = 128
-        _mesh_mode_kernel()[(n + threads - 1) // threads, threads](
-            hist.astype(xp.int64), nlevels.astype(xp.int64), mean0.astype(xp.float64), qzero.astype(xp.float64),
-            qscale.astype(xp.float64), out_mode, out_sig)
+        _mesh_mode_kernel()[(n + threads - 1) // threads, threads, numba_stream_for(out_mode)](
+            hist.astype(xp.int64, copy=False), nlevels.astype(xp.int64), mean0.astype(xp.float64),
+            qzero.astype(xp.float64), qscale.astype(xp.float64), out_mode, out_sig)
     return out_mode.astype(xp.float32), out_sig.astype(xp.float32)
 
 

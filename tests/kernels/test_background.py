@@ -119,3 +119,66 @@ def test_mesh_mode_loops_match_the_vectorised_reference_under_the_simulator():
     assert out["n"] == 30
     assert out["dback"] == 0.0 and out["dsig"] == 0.0
     assert out["dback_cpu"] == 0.0 and out["dsig_cpu"] == 0.0
+
+
+def _fully_masked_cases(shape):
+    everything = np.ones(shape, dtype=bool)
+    mostly = everything.copy()
+    mostly[::16, ::16] = False  # a few unmasked pixels per mesh: every mesh still bad
+    return {"all": everything, "mostly": mostly}
+
+
+def test_all_meshes_bad_gives_sep_fallback_maps_without_empty_bincount(monkeypatch):
+    # No mesh is good: the histogram is built from no pixel at all (an empty bincount,
+    # which CuPy refuses); the maps fall back to 0 and 1 as SEP's.
+    im = _field((64, 80), seed=5)
+    numpy_bincount = np.bincount
+
+    def cupy_like_bincount(x, weights=None, minlength=0):
+        if np.asarray(x).size == 0:
+            raise ValueError("cupy.bincount takes int(max(x)) first: no empty input")
+        return numpy_bincount(x, weights=weights, minlength=minlength)
+
+    monkeypatch.setattr(np, "bincount", cupy_like_bincount)
+    for name, mask in _fully_masked_cases(im.shape).items():
+        ours = mesh_background(im, mask, box_size=(16, 16), filter_size=(3, 3))
+        assert_allclose(ours.background, 0.0, err_msg=name)
+        assert_allclose(ours.rms, 1.0, err_msg=name)
+        assert (ours.global_background, ours.global_rms) == (0.0, 1.0)
+
+
+@pytest.mark.gpu
+def test_gpu_all_meshes_bad_matches_numpy():
+    import cupy as cp
+
+    im = _field((64, 80), seed=5)
+    for name, mask in _fully_masked_cases(im.shape).items():
+        cpu = mesh_background(im, mask, box_size=(16, 16))
+        gpu = mesh_background(cp.asarray(im), cp.asarray(mask), box_size=(16, 16))
+        assert_allclose(cp.asnumpy(gpu.background), cpu.background, err_msg=name)
+        assert_allclose(cp.asnumpy(gpu.rms), cpu.rms, err_msg=name)
+
+
+def test_numba_stream_for_host_arrays_is_the_default_stream():
+    from astroray.kernels.backend import numba_stream_for
+
+    assert numba_stream_for(np.zeros(3)) == 0
+
+
+@pytest.mark.gpu
+def test_gpu_kernels_run_on_cupys_current_stream():
+    # A non-blocking stream does not wait for the default stream: a Numba launch on
+    # stream 0 could still be running when CuPy reads its output on this one.
+    import cupy as cp
+
+    from astroray.kernels.backend import numba_stream_for
+
+    im = _field((300, 211), seed=2)
+    cpu = mesh_background(im, None, box_size=(32, 48), filter_size=(3, 5))
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        s = numba_stream_for(cp.zeros(1))
+        assert s != 0 and int(s) == stream.ptr
+        gpu = mesh_background(cp.asarray(im), None, box_size=(32, 48), filter_size=(3, 5))
+        back = cp.asnumpy(gpu.background)
+    assert_allclose(back, cpu.background, rtol=1e-6)
