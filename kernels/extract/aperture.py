@@ -23,7 +23,7 @@ import math
 import numba
 import numpy as np
 
-from astroray.kernels.backend import array_module_of
+from astroray.kernels.backend import array_module_of, bincount, numba_stream_for
 
 __all__ = [
     "APER_TRUNC",
@@ -486,7 +486,7 @@ def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5, m
         fpix = data[fy, fx].astype(xp.float32).astype(xp.float64)  # SEP reads pixels as float
         if mask is not None:
             fmask = mask[fy, fx]
-            hasm = xp.bincount(row, weights=fmask.astype(xp.float64), minlength=k) > 0
+            hasm = bincount(row, weights=fmask.astype(xp.float64), minlength=k) > 0
             flag[idx] = flag[idx] | xp.where(hasm, APER_HASMASKED, 0)
         else:
             fmask = xp.zeros(sel.shape[0], dtype=bool)
@@ -518,9 +518,9 @@ def flux_radius(data, x, y, rmax, frac, *, normflux=None, mask=None, subpix=5, m
         wv = xp.concatenate(w_list)
         mv = xp.concatenate(m_list)
         pv = xp.concatenate(p_list)
-        acc_a = xp.bincount(flat, weights=wv, minlength=nbins).reshape(k, nb + 1)
-        acc_m = xp.bincount(flat, weights=wv * mv, minlength=nbins).reshape(k, nb + 1)
-        acc_s = xp.bincount(flat, weights=wv * ~mv * pv, minlength=nbins).reshape(k, nb + 1)
+        acc_a = bincount(flat, weights=wv, minlength=nbins).reshape(k, nb + 1)
+        acc_m = bincount(flat, weights=wv * mv, minlength=nbins).reshape(k, nb + 1)
+        acc_s = bincount(flat, weights=wv * ~mv * pv, minlength=nbins).reshape(k, nb + 1)
         sums[idx] = acc_s[:, :nb]
         areas[idx] = acc_a[:, :nb]
         mareas[idx] = acc_m[:, :nb]
@@ -625,21 +625,21 @@ def winpos(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
             pix = data[fy, fx].astype(xp.float32).astype(xp.float64)
             if mask is not None:
                 m = mask[fy, fx]
-                hasm = xp.bincount(row, weights=m.astype(xp.float64), minlength=k) > 0
+                hasm = bincount(row, weights=m.astype(xp.float64), minlength=k) > 0
                 flag[gi] = flag[gi] | xp.where(hasm, APER_HASMASKED, 0)
                 good = xp.where(m, 0.0, overlap)
                 mo = xp.where(m, overlap, 0.0)
-                tv = xp.bincount(row, weights=pix * good, minlength=k)
-                tot = xp.bincount(row, weights=overlap, minlength=k)
+                tv = bincount(row, weights=pix * good, minlength=k)
+                tot = bincount(row, weights=overlap, minlength=k)
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    avg = tv / (tot - xp.bincount(row, weights=mo, minlength=k))
+                    avg = tv / (tot - bincount(row, weights=mo, minlength=k))
                 avg = xp.where(xp.isfinite(avg), avg, 0.0)  # the mean unmasked value stands in
                 wpix = (pix * good + avg[row] * mo) * weight
             else:
                 wpix = pix * overlap * weight
-            twv_all[loc] = xp.bincount(row, weights=wpix, minlength=k)
-            ddx_all[loc] = xp.bincount(row, weights=wpix * fdx, minlength=k)
-            ddy_all[loc] = xp.bincount(row, weights=wpix * fdy, minlength=k)
+            twv_all[loc] = bincount(row, weights=wpix, minlength=k)
+            ddx_all[loc] = bincount(row, weights=wpix * fdx, minlength=k)
+            ddy_all[loc] = bincount(row, weights=wpix * fdy, minlength=k)
         pos = twv_all > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             stepx = xp.where(pos, ddx_all / twv_all, 0.0)
@@ -782,7 +782,7 @@ def winpos_cuda(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.
     if n:
         m = xp.zeros((1, 1), dtype=bool) if mask is None else xp.ascontiguousarray(mask)
         threads = 64
-        _winpos_kernel()[(n + threads - 1) // threads, threads](
+        _winpos_kernel()[(n + threads - 1) // threads, threads, numba_stream_for(out_x)](
             xp.ascontiguousarray(data, dtype=xp.float32), m, mask is not None, x, y, sig, int(subpix), out_x, out_y,
             out_flag)
     return out_x, out_y, out_flag

@@ -14,7 +14,7 @@ import math
 import numba
 import numpy as np
 
-from astroray.kernels.backend import array_module_of
+from astroray.kernels.backend import array_module_of, numba_stream_for
 
 __all__ = ["sum_aperture_cuda", "kron_radius_cuda", "annuli_cuda", "annuli_cpu"]
 
@@ -317,8 +317,9 @@ _THREADS = 64
 
 
 def _launch(kernel, n, *args):
+    """One thread per object, on CuPy's current stream (the first argument is the image)."""
     if n:
-        kernel[(n + _THREADS - 1) // _THREADS, _THREADS](*args)
+        kernel[(n + _THREADS - 1) // _THREADS, _THREADS, numba_stream_for(args[0])](*args)
 
 
 def _vec(v, n, xp):
