@@ -23,6 +23,7 @@ differ from SEP's by that random sharing of faint pixels.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from astroray.kernels.backend import array_module_of
+from astroray.kernels.backend import array_module_of, bincount, numba_stream_for, to_numpy
 from astroray.kernels.extract.detect import PixelList
 from astroray.kernels.extract.measure import OBJ_MERGED, OBJ_TRUNC, analyse
 
@@ -75,7 +76,7 @@ def _make_tree_kernel(jit):
                 union(lab, base, p, q)
 
     @jit
-    def one_object(o, start, count, px, py, cval, xmin, ymin, bw, goff, grid, thresh0, peak, flux0, xn,
+    def one_object(o, start, count, px, py, cval, xmin, ymin, bw, goff, grid, thresh0, peak, xn,
                    mincont, minarea, lab, nflux, nnpix, nok, npass, seed_of_pixel, seed_level, seed_root,
                    nseeds):
         s = start[o]
@@ -85,7 +86,12 @@ def _make_tree_kernel(jit):
         pk = peak[o]
         w = bw[o]
         g0 = goff[o]
+        # The object's filtered flux, summed in pixel order by this one thread: the same float64
+        # sum on both twins (an atomic bincount on the GPU would vary from run to run, and the
+        # split tests below compare against it).
+        flux0 = 0.0
         for p in range(n):
+            flux0 += numba.float64(cval[s + p])
             grid[g0 + (py[s + p] - ymin[o]) * w + (px[s + p] - xmin[o])] = p
             seed_of_pixel[s + p] = -1
             lab[s + p] = 0  # level 0: the whole object, rooted at its first pixel
@@ -93,7 +99,8 @@ def _make_tree_kernel(jit):
             nnpix[s + p] = 0
             nok[s + p] = 0
             npass[s + p] = 0
-        nflux[s] = flux0[o]
+        flux0 = numba.float64(numba.float32(flux0))  # SEP keeps the object's flux as a float
+        nflux[s] = flux0
         nnpix[s] = n
         nok[s] = 1
         # Build the tree bottom-up: components above each level (roots = first pixel).
@@ -132,7 +139,7 @@ def _make_tree_kernel(jit):
                 if lab[base + p] == p:
                     nok[base + p] = 1
         # Cut the branches top-down.
-        value0 = numba.float64(numba.float32(flux0[o])) * mincont
+        value0 = flux0 * mincont
         ns = 0
         for k in range(xn - 2, -1, -1):
             bk = k * big_n + s
@@ -175,10 +182,10 @@ def _cpu_routines():
     one_object = _make_tree_kernel(numba.njit(cache=False))
 
     @numba.njit(cache=False)
-    def all_objects(start, count, px, py, cval, xmin, ymin, bw, goff, grid, thresh0, peak, flux0, xn, mincont,
+    def all_objects(start, count, px, py, cval, xmin, ymin, bw, goff, grid, thresh0, peak, xn, mincont,
                     minarea, lab, nflux, nnpix, nok, npass, seed_of_pixel, seed_level, seed_root, nseeds):
         for o in range(start.shape[0]):
-            one_object(o, start, count, px, py, cval, xmin, ymin, bw, goff, grid, thresh0, peak, flux0, xn,
+            one_object(o, start, count, px, py, cval, xmin, ymin, bw, goff, grid, thresh0, peak, xn,
                        mincont, minarea, lab, nflux, nnpix, nok, npass, seed_of_pixel, seed_level, seed_root,
                        nseeds)
 
@@ -197,11 +204,11 @@ def _cuda_routines():
     one_object = _make_tree_kernel(cuda.jit(device=True))
 
     @cuda.jit
-    def all_objects(start, count, px, py, cval, xmin, ymin, bw, goff, grid, thresh0, peak, flux0, xn, mincont,
+    def all_objects(start, count, px, py, cval, xmin, ymin, bw, goff, grid, thresh0, peak, xn, mincont,
                     minarea, lab, nflux, nnpix, nok, npass, seed_of_pixel, seed_level, seed_root, nseeds):
         o = cuda.grid(1)
         if o < start.shape[0]:
-            one_object(o, start, count, px, py, cval, xmin, ymin, bw, goff, grid, thresh0, peak, flux0, xn,
+            one_object(o, start, count, px, py, cval, xmin, ymin, bw, goff, grid, thresh0, peak, xn,
                        mincont, minarea, lab, nflux, nnpix, nok, npass, seed_of_pixel, seed_level, seed_root,
                        nseeds)
 
@@ -217,7 +224,7 @@ class SeedTrees:
     seed_level: Any  # (N,) level of seed m of object o at start[o] + m
 
 
-def _tree_inputs(pixels, thresh0, peak, flux0, xp):
+def _tree_inputs(pixels, thresh0, peak, xp):
     n = pixels.n_objects
     big_n = int(pixels.x.shape[0])
     from astroray.kernels.extract.measure import segment_min_max_int
@@ -233,8 +240,7 @@ def _tree_inputs(pixels, thresh0, peak, flux0, xp):
                 px=pixels.x.astype(xp.int64), py=pixels.y.astype(xp.int64), cval=pixels.cvalue.astype(xp.float32),
                 xmin=xmin.astype(xp.int64), ymin=ymin.astype(xp.int64), bw=bw, goff=goff,
                 grid=xp.full(max(total, 1), -1, dtype=xp.int32),
-                thresh0=xp.asarray(thresh0, dtype=xp.float32), peak=xp.asarray(peak, dtype=xp.float32),
-                flux0=xp.asarray(flux0, dtype=xp.float32)), big_n
+                thresh0=xp.asarray(thresh0, dtype=xp.float32), peak=xp.asarray(peak, dtype=xp.float32)), big_n
 
 
 def _run_trees(routine, inputs, big_n, n, nthresh, mincont, min_area, xp, launch=None):
@@ -251,37 +257,52 @@ def _run_trees(routine, inputs, big_n, n, nthresh, mincont, min_area, xp, launch
     deb_min = min(int(min_area), _MAX_DEBLEND_AREA)
     args = (inputs["start"], inputs["count"], inputs["px"], inputs["py"], inputs["cval"], inputs["xmin"],
             inputs["ymin"], inputs["bw"], inputs["goff"], inputs["grid"], inputs["thresh0"], inputs["peak"],
-            inputs["flux0"], int(nthresh), float(mincont), deb_min, lab, nflux, nnpix, nok, npass, seed_of_pixel,
-            seed_level, seed_root, nseeds)
+            int(nthresh), float(mincont), deb_min, lab, nflux, nnpix, nok, npass, seed_of_pixel, seed_level,
+            seed_root, nseeds)
     if launch is None:
         routine(*args)
-    else:
+    elif n:
         threads = 64
-        routine[(n + threads - 1) // threads, threads](*args)
+        routine[(n + threads - 1) // threads, threads, numba_stream_for(lab)](*args)
     return SeedTrees(seed_of_pixel[:big_n], nseeds[:n], seed_level[:big_n])
 
 
-def seed_trees_cpu(pixels, thresh0, peak, flux0, *, nthresh, mincont, min_area):
-    """CPU twin: deblending trees of every object (NumPy arrays in, NumPy arrays out)."""
-    inputs, big_n = _tree_inputs(pixels, thresh0, peak, flux0, np)
-    return _run_trees(_cpu_routines(), inputs, big_n, pixels.n_objects, nthresh, mincont, min_area, np)
+def _host_pixels(pixels):
+    """``pixels`` with every array copied to host memory."""
+    return PixelList(**{f.name: getattr(pixels, f.name) if f.name == "n_objects" else to_numpy(getattr(pixels, f.name))
+                        for f in dataclasses.fields(PixelList)})
 
 
-def seed_trees_cuda(pixels, thresh0, peak, flux0, *, nthresh, mincont, min_area):
+def seed_trees_cpu(pixels, thresh0, peak, *, nthresh, mincont, min_area):
+    """CPU twin: deblending trees of every object (results on the device the pixels came from).
+
+    Device (CuPy) pixel lists are copied to the host, and the results back.
+    """
+    xp = array_module_of(pixels.x)
+    if xp is not np:
+        pixels, thresh0, peak = _host_pixels(pixels), to_numpy(thresh0), to_numpy(peak)
+    inputs, big_n = _tree_inputs(pixels, thresh0, peak, np)
+    trees = _run_trees(_cpu_routines(), inputs, big_n, pixels.n_objects, nthresh, mincont, min_area, np)
+    if xp is not np:
+        trees = SeedTrees(xp.asarray(trees.seed_of_pixel), xp.asarray(trees.nseeds), xp.asarray(trees.seed_level))
+    return trees
+
+
+def seed_trees_cuda(pixels, thresh0, peak, *, nthresh, mincont, min_area):
     """CUDA twin: one thread per object (CuPy arrays, or NumPy under the CUDA simulator)."""
     xp = array_module_of(pixels.x)
-    inputs, big_n = _tree_inputs(pixels, thresh0, peak, flux0, xp)
+    inputs, big_n = _tree_inputs(pixels, thresh0, peak, xp)
     return _run_trees(_cuda_routines(), inputs, big_n, pixels.n_objects, nthresh, mincont, min_area, xp,
                       launch="cuda")
 
 
-def deblend_trees(pixels, thresh0, peak, flux0, *, nthresh, mincont, min_area, backend="auto"):
+def deblend_trees(pixels, thresh0, peak, *, nthresh, mincont, min_area, backend="auto"):
     """Seeds of every object, on the CPU twin or the CUDA kernel (``backend``: auto/cpu/cuda)."""
     xp = array_module_of(pixels.x)
     if backend == "auto":
         backend = "cpu" if xp is np else "cuda"
     fn = seed_trees_cpu if backend == "cpu" else seed_trees_cuda
-    return fn(pixels, thresh0, peak, flux0, nthresh=nthresh, mincont=mincont, min_area=min_area)
+    return fn(pixels, thresh0, peak, nthresh=nthresh, mincont=mincont, min_area=min_area)
 
 
 # --------------------------------------------------------------------------- sharing the faint pixels
@@ -321,8 +342,7 @@ def deblend(pixels, object_thresh, *, nthresh, mincont, min_area, image_shape, b
     from astroray.kernels.extract.measure import segment_max_first
 
     peak, _ = segment_max_first(pixels.cvalue, pixels.obj, n)
-    flux0 = xp.bincount(pixels.obj, weights=pixels.cvalue.astype(xp.float64), minlength=n)[:n].astype(xp.float32)
-    trees = deblend_trees(pixels, object_thresh, peak, flux0, nthresh=nthresh, mincont=mincont,
+    trees = deblend_trees(pixels, object_thresh, peak, nthresh=nthresh, mincont=mincont,
                           min_area=min_area, backend=backend)
     nseeds = trees.nseeds.astype(xp.int64)
     split = nseeds > 0
@@ -415,9 +435,9 @@ def deblend(pixels, object_thresh, *, nthresh, mincont, min_area, image_shape, b
     cx[seed_final], cy[seed_final] = sm["x"], sm["y"]
     # Flags: MERGED and the seed's own TRUNC and SINGU for children; unsplit objects their TRUNC.
     edge = (seed_pixels.x == 0) | (seed_pixels.x == w - 1) | (seed_pixels.y == 0) | (seed_pixels.y == h - 1)
-    seed_trunc = xp.bincount(seed_pixels.obj, weights=edge.astype(xp.float64), minlength=n_seeds)[:n_seeds] > 0
+    seed_trunc = bincount(seed_pixels.obj, weights=edge.astype(xp.float64), minlength=n_seeds)[:n_seeds] > 0
     fedge = (final.x == 0) | (final.x == w - 1) | (final.y == 0) | (final.y == h - 1)
-    flag = xp.where(xp.bincount(final.obj, weights=fedge.astype(xp.float64), minlength=n_final)[:n_final] > 0,
+    flag = xp.where(bincount(final.obj, weights=fedge.astype(xp.float64), minlength=n_final)[:n_final] > 0,
                     OBJ_TRUNC, 0).astype(xp.int64)
     flag[seed_final] = OBJ_MERGED | xp.where(seed_trunc, OBJ_TRUNC, 0) | (sm["flag"] & 0x0008)
     return DeblendOutput(final, thresh.astype(xp.float32), (cx, cy), is_seed, flag)

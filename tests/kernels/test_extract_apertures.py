@@ -203,7 +203,7 @@ f2, b2 = nt.float32[:, :], nt.boolean[:, :]
 ak, kk, nk = aperture_cuda._kernels()
 kernels = {
     "mesh_mode": (background._mesh_mode_kernel(), (nt.int64[:, :], i64, f64, f64, f64, f64, f64)),
-    "deblend": (deblend._cuda_routines(), (i64, i64, i64, i64, f32, i64, i64, i64, i64, i32, f32, f32, f32, nt.int64,
+    "deblend": (deblend._cuda_routines(), (i64, i64, i64, i64, f32, i64, i64, i64, i64, i32, f32, f32, nt.int64,
                                            nt.float64, nt.int64, i32, f64, i32, nt.int8[:], i32, i32, i32, i32, i32)),
     "winpos": (aperture._winpos_kernel(), (f2, b2, nt.boolean, f64, f64, f64, nt.int64, f64, f64, i64)),
     "aperture": (ak, (f2, f2, nt.boolean, nt.float64, b2, nt.boolean, nt.float64, f64, f64, nt.boolean, f64, f64, f64,
