@@ -20,6 +20,7 @@ from astroray.imaging.background import Background, BackgroundConfig
 from astroray.imaging.cutouts import cutouts, psf_likeness
 from astroray.imaging.difference import DifferenceConfig, Differencer, DifferenceResult
 from astroray.imaging.extraction import ExtractionConfig, SourceExtractor
+from astroray.imaging.streaks import Streak, StreakConfig, StreakFinder
 from astroray.records import AB_NJY_ZEROPOINT, Alert, Exposure, LightCurve
 
 __all__ = ["ImagePipelineConfig", "ImagePipeline", "PairResult", "pixel_to_sky", "score_peak_positions",
@@ -40,6 +41,8 @@ class ImagePipelineConfig(AstrorayConfig):
     dipole, come out as two detections rather than one between them."""
     detect_negative: bool = True
     """Also detect fading sources (negative changes) on -score."""
+    streaks: StreakConfig | None = Field(default_factory=StreakConfig)
+    """Satellite-streak search on the score image; detections on one get ``on_streak`` (None: no search)."""
     cutout_size: int = 63
     max_detections: int = Field(default=5000, gt=0)
     """More detections than this in one pair means a failed subtraction: the pair is quarantined."""
@@ -60,6 +63,7 @@ class PairResult:
     catalog: pd.DataFrame
     alerts: list[Alert]
     timings_ms: dict = field(default_factory=dict)
+    streaks: list[Streak] = field(default_factory=list)
 
 
 def score_peak_positions(score: np.ndarray, xpeak, ypeak, sign) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +136,7 @@ class ImagePipeline:
         self.background = Background(self.config.background)
         self.differencer = Differencer(self.config.difference)
         self.extractor = SourceExtractor(self.config.detection)
+        self.streak_finder = StreakFinder(self.config.streaks) if self.config.streaks is not None else None
 
     def __call__(self, reference: Exposure, science: Exposure) -> PairResult:
         return self.run(reference, science)
@@ -162,6 +167,12 @@ class ImagePipeline:
         t0 = time.perf_counter()
         catalog = self._detect(diff, sci)
         t["detect"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        streaks = self.streak_finder(diff.score) if self.streak_finder is not None else []
+        if not catalog.empty:
+            on = self.streak_finder.contains(streaks, catalog["x"], catalog["y"]) if streaks else False
+            catalog = catalog.assign(on_streak=on)
+        t["streaks"] = (time.perf_counter() - t0) * 1e3
         if len(catalog) > self.config.max_detections:
             raise InvalidInputError(
                 f"{len(catalog)} detections exceed max_detections={self.config.max_detections}: the subtraction "
@@ -169,7 +180,7 @@ class ImagePipeline:
         t0 = time.perf_counter()
         alerts = self._alerts(catalog, diff, ref, sci)
         t["alerts"] = (time.perf_counter() - t0) * 1e3
-        return PairResult(difference=diff, catalog=catalog, alerts=alerts, timings_ms=t)
+        return PairResult(difference=diff, catalog=catalog, alerts=alerts, timings_ms=t, streaks=streaks)
 
     def _detect(self, diff: DifferenceResult, science: Exposure) -> pd.DataFrame:
         score = np.asarray(diff.score, np.float32)
@@ -222,7 +233,8 @@ class ImagePipeline:
                 scores={"psf_likeness": float(likeness[i]), "snr": float(row.snr)},
                 cutout_science=stamps["science"][i], cutout_reference=stamps["reference"][i],
                 cutout_difference=stamps["difference"][i],
-                meta={"x": float(row.x), "y": float(row.y), "sign": int(row.sign)}))
+                meta={"x": float(row.x), "y": float(row.y), "sign": int(row.sign),
+                      "on_streak": bool(row.on_streak)}))
         return alerts
 
 
@@ -236,7 +248,8 @@ def catalog_to_table(catalog: pd.DataFrame, *, pair_id: str = ""):
     float_cols = ("x", "y", "x_iso", "y_iso", "ra", "dec", "flux", "flux_err", "snr", "a", "b", "theta", "peak")
     fields = [pa.field("pair_id", pa.string()), pa.field("exposure_id", pa.string())]
     fields += [pa.field(c, pa.float64()) for c in float_cols]
-    fields += [pa.field("npix", pa.int64()), pa.field("flag", pa.int64()), pa.field("sign", pa.int8())]
+    fields += [pa.field("npix", pa.int64()), pa.field("flag", pa.int64()), pa.field("sign", pa.int8()),
+               pa.field("on_streak", pa.bool_())]
     schema = pa.schema(fields)
     n = len(catalog)
     cols = {}

@@ -107,7 +107,7 @@ def read_alert_files(paths, **kwargs):
     return ray.data.read_datasource(AlertFileDatasource(paths), **kwargs)
 
 
-PAIR_STATUS_COLUMNS = ("pair_id", "status", "reason", "n_detections", "n_alerts", "ms")
+PAIR_STATUS_COLUMNS = ("pair_id", "status", "reason", "n_detections", "n_alerts", "n_streaks", "ms")
 
 
 class PairProcessor:
@@ -155,14 +155,14 @@ class PairProcessor:
             result = self.pipeline.run(read_exposure(reference_path), read_exposure(science_path))
         except InvalidInputError as exc:
             return dict(pair_id=pair_id, status="quarantined", reason=str(exc), n_detections=0, n_alerts=0,
-                        ms=(time.perf_counter() - t0) * 1e3)
+                        n_streaks=0, ms=(time.perf_counter() - t0) * 1e3)
         except Exception as exc:  # a bug must not sink the other CCDs of the visit; it is reported, not hidden
             import logging
             import traceback
 
             logging.getLogger("astroray").error("pair %s failed:\n%s", pair_id, traceback.format_exc())
             return dict(pair_id=pair_id, status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
-                        n_detections=0, n_alerts=0, ms=(time.perf_counter() - t0) * 1e3)
+                        n_detections=0, n_alerts=0, n_streaks=0, ms=(time.perf_counter() - t0) * 1e3)
         if self.write_difference:
             from astroray.io.fits import write_image
 
@@ -176,4 +176,4 @@ class PairProcessor:
             pq.write_table(table, tmp)
             os.replace(tmp, folder / f"{pair_id}.parquet")  # readers never see half a file
         return dict(pair_id=pair_id, status="ok", reason="", n_detections=len(result.catalog),
-                    n_alerts=len(result.alerts), ms=(time.perf_counter() - t0) * 1e3)
+                    n_alerts=len(result.alerts), n_streaks=len(result.streaks), ms=(time.perf_counter() - t0) * 1e3)

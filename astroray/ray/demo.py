@@ -54,6 +54,8 @@ class DemoSummary:
     n_failed: int
     n_detections: int
     n_alerts: int
+    n_on_streak: int
+    n_streaks: int
     n_injected_real: int
     n_recovered_real: int
     n_injected_bright: int
@@ -77,6 +79,7 @@ class DemoSummary:
             ("  failed (internal error)", self.n_failed),
             ("detections", self.n_detections),
             ("alerts written", self.n_alerts),
+            ("  on satellite streaks", f"{self.n_on_streak} (flagged on_streak; {self.n_streaks} streaks)"),
             ("injected real changes", self.n_injected_real),
             ("  recovered", f"{self.n_recovered_real} ({100 * self.recovered_fraction:.1f}%)"),
             ("  with expected S/N >= 7", self.n_injected_bright),
@@ -162,6 +165,8 @@ def run_demo(cfg: DemoConfig | None = None, *, progress: bool = True, verbose: b
         n_quarantined=int((status["status"] == "quarantined").sum()),
         n_failed=int((status["status"] == "failed").sum()),
         n_detections=int(status["n_detections"].fillna(0).sum()), n_alerts=n_alerts,
+        n_on_streak=int(catalog["on_streak"].fillna(False).sum()) if "on_streak" in catalog else 0,
+        n_streaks=int(status["n_streaks"].fillna(0).sum()),
         n_injected_real=n_real, n_recovered_real=n_rec, n_injected_bright=n_bright,
         n_recovered_bright=n_rec_bright, seconds=time.perf_counter() - t_start,
         files={"alerts": str(out / "alerts"), "catalog": str(out / "catalog"),
@@ -213,7 +218,7 @@ def _log_to_mlflow(cfg: DemoConfig, summary: DemoSummary) -> None:
         mlflow.log_metrics({"recovered_fraction": summary.recovered_fraction,
                             "recovered_fraction_snr7": summary.recovered_fraction_bright,
                             "n_detections": summary.n_detections, "n_quarantined": summary.n_quarantined,
-                            "seconds": summary.seconds})
+                            "n_on_streak": summary.n_on_streak, "seconds": summary.seconds})
         overview = summary.files.get("overview", "")
         if overview.endswith(".png"):
             mlflow.log_artifact(overview)

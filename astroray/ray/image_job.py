@@ -58,7 +58,7 @@ def run_pairs(manifest: pd.DataFrame, out: Path, cfg: DifferenceJobConfig, *, pr
     """Process every pair of ``manifest`` on Ray; write ``manifest.parquet`` and ``quarantine.parquet`` under ``out``.
 
     Returns the manifest with ``status`` (ok | quarantined), ``reason``,
-    ``n_detections``, ``n_alerts`` and ``ms`` per pair.
+    ``n_detections``, ``n_alerts``, ``n_streaks`` (satellite streaks found) and ``ms`` per pair.
     """
     import ray
     from tqdm.auto import tqdm
