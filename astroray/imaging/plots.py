@@ -21,8 +21,9 @@ def plot_pair_overview(science: np.ndarray, reference: np.ndarray, difference: n
                        title: str = "") -> Path:
     """Reference, science and difference side by side with detections and truth marked.
 
-    Detections are circles (green: positive change, magenta: negative); truth
-    is marked with a cross (yellow: real change, red: bogus) when given.
+    Detections are circles (green: positive change, magenta: negative, orange:
+    on a satellite streak); truth is marked with a cross (yellow: real change,
+    red: bogus) when given.
     """
     import matplotlib
 
@@ -48,7 +49,11 @@ def plot_pair_overview(science: np.ndarray, reference: np.ndarray, difference: n
         ax.scatter(truth["x"][~real], truth["y"][~real], marker="x", s=40, c="red", label="injected bogus")
     if catalog is not None and len(catalog):
         pos = catalog["sign"].to_numpy() > 0 if "sign" in catalog else np.ones(len(catalog), bool)
-        for mask, colour, label in ((pos, "lime", "detected (+)"), (~pos, "magenta", "detected (-)")):
+        streak = (catalog["on_streak"].fillna(False).to_numpy(bool) if "on_streak" in catalog
+                  else np.zeros(len(pos), bool))
+        for mask, colour, label in ((pos & ~streak, "lime", "detected (+)"),
+                                    (~pos & ~streak, "magenta", "detected (-)"),
+                                    (streak, "orange", "on a satellite streak")):
             if mask.any():
                 ax.scatter(catalog["x"][mask], catalog["y"][mask], s=160, facecolors="none", edgecolors=colour,
                            linewidths=1.2, label=label)

@@ -195,7 +195,7 @@ def _overview(out: Path, status: pd.DataFrame, catalog: pd.DataFrame, truth: pd.
     ok = status[status["status"] == "ok"]
     if ok.empty:
         return None
-    first = ok.iloc[0]
+    first = ok.sort_values("n_streaks", ascending=False, kind="stable").iloc[0]  # a streak, if any, is worth a look
     diff_path = out / "difference" / f"{first.pair_id}.fits"
     if not diff_path.exists():
         return None
