@@ -156,6 +156,9 @@ def test_psf_grid_runs_tile_by_tile_and_classic_refuses_it():
     whole = Differencer(cfg).run(ref, sci)
     np.testing.assert_allclose(tiled.score, whole.score, atol=1e-3 * np.abs(whole.score).max())
     assert tiled.meta["psf_grid"].shape[:2] == (2, 2)
+    sci.mask[40:43, 40:43] = MaskBits.SAT  # the blanked light's residual is predicted with the central stamps
+    flagged = Differencer(cfg).run(ref, sci, psf_science=grid)
+    assert np.all(flagged.score[40:43, 40:43] == 0) and flagged.score[64, 64] > 5
     with pytest.raises(InvalidInputError, match="grid"):
         Differencer(cfg.with_updates(method="classic")).run(ref, sci, psf_science=grid)
 
