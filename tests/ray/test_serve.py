@@ -48,6 +48,8 @@ def test_http_health_and_difference(serve_app, pair):
         assert r.status_code == 200, r.text
         out = r.json()
         assert out["difference_fits"] and base64.b64decode(out["difference_fits"]).startswith(b"SIMPLE  =")
+        # 128 px is shorter than any streak the search accepts (200 px): none, and no detection on one
+        assert out["streaks"] == [] and not any(d["on_streak"] for d in out["detections"])
         assert "openapi" in client.get("/openapi.json").json()
 
 

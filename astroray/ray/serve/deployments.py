@@ -37,11 +37,13 @@ class DifferencerDeployment:
                 x=alert.meta["x"], y=alert.meta["y"], ra=_finite(alert.ra), dec=_finite(alert.dec),
                 flux=alert.flux if math.isfinite(alert.flux) else 0.0,
                 flux_err=alert.flux_err if math.isfinite(alert.flux_err) else 0.0,
-                snr=alert.scores["snr"], sign=alert.meta["sign"], psf_likeness=alert.scores["psf_likeness"]))
+                snr=alert.scores["snr"], sign=alert.meta["sign"], psf_likeness=alert.scores["psf_likeness"],
+                on_streak=bool(alert.meta.get("on_streak", False))))
         out = dict(science_id=sci.exposure_id, n_detections=len(cat), detections=detections,
                    flux_ratio=_finite(getattr(result.difference, "flux_ratio", float("nan"))),
                    method=str(result.difference.method), device=str(result.difference.device),
-                   timings_ms=result.timings_ms, difference_fits=None)
+                   timings_ms=result.timings_ms, difference_fits=None,
+                   streaks=[[s.x0, s.y0, s.x1, s.y1, s.half_width] for s in result.streaks])
         if return_difference:
             import base64
             import io

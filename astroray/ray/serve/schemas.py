@@ -38,6 +38,8 @@ class Detection(BaseModel):
     snr: float
     sign: int
     psf_likeness: float
+    on_streak: bool = False
+    """On a satellite streak found in the same difference."""
 
 
 class DifferenceResponse(BaseModel):
@@ -49,6 +51,8 @@ class DifferenceResponse(BaseModel):
     device: str
     timings_ms: dict[str, float]
     difference_fits: str | None = None
+    streaks: list[list[float]] = []
+    """Satellite streaks as ``[x0, y0, x1, y1, half_width]`` in pixels."""
 
 
 class Health(BaseModel):
