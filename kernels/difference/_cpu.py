@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["weights", "d_and_s", "d_sn_sr", "variance_mix", "safe_ratio"]
+__all__ = ["weights", "d_and_s", "d_sn_sr", "variance_mix", "safe_ratio", "astrometric_variance"]
 
 _JIT = dict(parallel=True, cache=True, nogil=True)
 
@@ -84,4 +84,35 @@ def safe_ratio(s, var):
         for j in range(W):
             v = var[i, j]
             out[i, j] = s[i, j] / np.sqrt(v) if v > 0 else np.float32(0)
+    return out
+
+
+@nb.njit(inline="always")
+def _grad(a, i, j, H, W):
+    # numpy.gradient: central differences inside, one-sided at the edges
+    if i == 0:
+        gy = a[1, j] - a[0, j]
+    elif i == H - 1:
+        gy = a[H - 1, j] - a[H - 2, j]
+    else:
+        gy = np.float32(0.5) * (a[i + 1, j] - a[i - 1, j])
+    if j == 0:
+        gx = a[i, 1] - a[i, 0]
+    elif j == W - 1:
+        gx = a[i, W - 1] - a[i, W - 2]
+    else:
+        gx = np.float32(0.5) * (a[i, j + 1] - a[i, j - 1])
+    return gy, gx
+
+
+@nb.njit(**_JIT)
+def astrometric_variance(s_n, s_r, sx2, sy2):
+    """``sx2 [(dS_N/dx)^2 + (dS_R/dx)^2] + sy2 [(dS_N/dy)^2 + (dS_R/dy)^2]`` in one pass."""
+    H, W = s_n.shape
+    out = np.empty((H, W), np.float32)
+    for i in nb.prange(H):
+        for j in range(W):
+            ny, nx = _grad(s_n, i, j, H, W)
+            ry, rx = _grad(s_r, i, j, H, W)
+            out[i, j] = sx2 * (nx * nx + rx * rx) + sy2 * (ny * ny + ry * ry)
     return out

@@ -473,8 +473,7 @@ def _zogy_core(R, N, VR, VN, Pr, Pn, *, f_r, f_n, s_r, s_n, sx, sy, want_vd, pad
         S_R = fb.irfft2(sr_hat, shape, (H, W), overwrite=True)
         del sn_hat, sr_hat
         S = S_N - S_R
-        v_ast = _astrometric_variance(S_N, xp, sx, sy)
-        v_ast += _astrometric_variance(S_R, xp, sx, sy)
+        v_ast = _astrometric_op(fb)(S_N, S_R, sx, sy)
         del S_N, S_R
     else:
         S = fb.irfft2(s_hat, shape, (H, W), overwrite=True)
@@ -584,6 +583,21 @@ def _astrometric_variance(s, xp, sx, sy):
     # Central differences (one-sided at the edges), as numpy.gradient.
     gy, gx = xp.gradient(s)
     return (sx * sx) * gx * gx + (sy * sy) * gy * gy
+
+
+def _astrometric_op(fb: FourierBackend):
+    """``V_ast(S_N, S_R, sx, sy)``: one parallel Numba pass on the CPU, array expressions otherwise."""
+    if not fb.on_gpu and fb.cpu_kernels == "numba":
+        from astroray.kernels.difference import _cpu
+
+        return lambda s_n, s_r, sx, sy: _cpu.astrometric_variance(s_n, s_r, np.float32(sx * sx), np.float32(sy * sy))
+
+    def op(s_n, s_r, sx, sy):
+        v = _astrometric_variance(s_n, fb.xp, sx, sy)
+        v += _astrometric_variance(s_r, fb.xp, sx, sy)
+        return v
+
+    return op
 
 
 def _safe_ratio(s, var, fb: FourierBackend):

@@ -346,6 +346,15 @@ def test_numba_and_numpy_fourier_arithmetic_agree():
     twin = zogy(sim["R"], sim["N"], sim["Pr"], sim["Pn"], backend=FourierBackend(np, cpu_kernels="numpy"), **kw)
     for name in ("difference", "matched_filter", "score", "flux_err", "difference_variance"):
         assert _rel(getattr(fast, name), getattr(twin, name)) < 1e-5, name
+    # The one-pass astrometric variance is numpy.gradient's, edges included.
+    from astroray.kernels.difference import _cpu
+
+    s_n, s_r = (rng.normal(size=(7, 5)).astype(np.float32) for _ in range(2))
+    gyn, gxn = np.gradient(s_n.astype(np.float64))
+    gyr, gxr = np.gradient(s_r.astype(np.float64))
+    expected = 0.01 * (gxn ** 2 + gxr ** 2) + 0.04 * (gyn ** 2 + gyr ** 2)
+    np.testing.assert_allclose(_cpu.astrometric_variance(s_n, s_r, np.float32(0.01), np.float32(0.04)), expected,
+                               rtol=1e-5)
     # The pruned stamp transform equals the full transform of the embedded stamp.
     fb = FourierBackend(np)
     stamp = rng.normal(size=(9, 7))
