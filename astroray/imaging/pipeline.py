@@ -167,16 +167,16 @@ class ImagePipeline:
         t0 = time.perf_counter()
         catalog = self._detect(diff, sci)
         t["detect"] = (time.perf_counter() - t0) * 1e3
+        if len(catalog) > self.config.max_detections:
+            raise InvalidInputError(
+                f"{len(catalog)} detections exceed max_detections={self.config.max_detections}: the subtraction "
+                "probably failed (check PSFs and registration)", source=science.exposure_id or None)
         t0 = time.perf_counter()
         streaks = self.streak_finder(diff.score) if self.streak_finder is not None else []
         if not catalog.empty:
             on = self.streak_finder.contains(streaks, catalog["x"], catalog["y"]) if streaks else False
             catalog = catalog.assign(on_streak=on)
         t["streaks"] = (time.perf_counter() - t0) * 1e3
-        if len(catalog) > self.config.max_detections:
-            raise InvalidInputError(
-                f"{len(catalog)} detections exceed max_detections={self.config.max_detections}: the subtraction "
-                "probably failed (check PSFs and registration)", source=science.exposure_id or None)
         t0 = time.perf_counter()
         alerts = self._alerts(catalog, diff, ref, sci)
         t["alerts"] = (time.perf_counter() - t0) * 1e3

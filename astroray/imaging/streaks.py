@@ -53,7 +53,8 @@ class StreakConfig(AstrorayConfig):
         Longest gap along a streak, in pixels.
     min_fill : float
         Fraction of the streak's length where a voting block lies within a
-        bin of the line (noise alignments cover a few per cent).
+        bin of the line (noise alignments cover a few per cent; where the
+        image's own block occupancy is high, at least half way from it to 1).
     margin : float
         Detections within the streak's half width plus this many pixels are on it.
     max_streaks : int
@@ -121,7 +122,12 @@ def find_streaks(score, *, config: StreakConfig | None = None, mask=None) -> lis
     if mask is not None:
         significant &= ~xp.asarray(mask, dtype=bool)
     ys, xs = _pooled_points(significant, cfg.bin, xp)
-    return _find_lines(ys, xs, score.shape, cfg)
+    occupancy = len(xs) / (-(-score.shape[0] // cfg.bin) * -(-score.shape[1] // cfg.bin))
+    if occupancy > 0.5:
+        return []  # most of the image is significant (a failed subtraction): every line would look filled
+    # A streak must stand out from the blocks that are significant anyway: at least half the way to full.
+    min_fill = max(cfg.min_fill, occupancy + 0.5 * (1.0 - occupancy))
+    return _find_lines(ys, xs, score.shape, cfg.model_copy(update={"min_fill": min_fill}))
 
 
 def streaks_contain(streaks: list[Streak], x, y, *, margin: float = 4.0) -> np.ndarray:
@@ -211,16 +217,21 @@ def _coarse_ids(xs, ys, size: int, width: int) -> np.ndarray:
     return (ys // size).astype(np.int64) * (width // size + 1) + (xs // size).astype(np.int64)
 
 
-def _accumulate(xs, ys, cos, sin, rho_max, n_rho, step) -> np.ndarray:
-    """Votes per (theta, rho) bin: each point votes once per angle."""
-    # float32 and in place: a 4k frame has ~10^5 voting blocks times 360 angles
-    rho = np.multiply.outer(xs.astype(np.float32), cos.astype(np.float32))
-    rho += np.multiply.outer(ys.astype(np.float32), sin.astype(np.float32))
-    rho += np.float32(rho_max + 0.5 * step)
-    rho *= np.float32(1.0 / step)
-    flat = rho.astype(np.int32)  # floor of a positive number: the nearest rho bin
-    flat += (np.arange(len(cos), dtype=np.int32) * np.int32(n_rho))[None, :]
-    return np.bincount(flat.ravel(), minlength=len(cos) * n_rho).reshape(len(cos), n_rho)
+def _accumulate(xs, ys, cos, sin, rho_max, n_rho, step, *, chunk: int = 16384) -> np.ndarray:
+    """Votes per (theta, rho) bin: each point votes once per angle (in chunks: memory stays ~chunk x angles)."""
+    acc = np.zeros(len(cos) * n_rho, np.int64)
+    cos32, sin32 = cos.astype(np.float32), sin.astype(np.float32)
+    offsets = (np.arange(len(cos), dtype=np.int32) * np.int32(n_rho))[None, :]
+    for k in range(0, len(xs), chunk):
+        # float32 and in place: a 4k frame has ~10^5 voting blocks times 360 angles
+        rho = np.multiply.outer(xs[k:k + chunk].astype(np.float32), cos32)
+        rho += np.multiply.outer(ys[k:k + chunk].astype(np.float32), sin32)
+        rho += np.float32(rho_max + 0.5 * step)
+        rho *= np.float32(1.0 / step)
+        flat = rho.astype(np.int32)  # floor of a positive number: the nearest rho bin
+        flat += offsets
+        acc += np.bincount(flat.ravel(), minlength=acc.size)
+    return acc.reshape(len(cos), n_rho)
 
 
 def _segment(xs, ys, theta, rho, cfg: StreakConfig):

@@ -46,6 +46,7 @@ def test_noise_sources_and_short_trails_are_not_streaks():
     img = score_image(seed=1, sources=sources, lines=[(300, 300, 70.0, 60, 15.0)])  # an asteroid's 60 px trail
     assert find_streaks(img) == []
     assert find_streaks(score_image(seed=2)) == []
+    assert find_streaks(3 * score_image(seed=5)) == []  # a failed subtraction: significant everywhere
 
 
 def test_two_crossing_streaks_and_a_mask():
