@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 
 
 def main(argv=None) -> dict:
@@ -49,6 +51,8 @@ def main(argv=None) -> dict:
         "n_pairs": args.n_pairs, "actors": args.actors, "n_ok": len(ok),
         "wall_s": round(wall, 3), "pairs_per_s": round(args.n_pairs / wall, 3),
         "median_ms_per_pair_in_actor": round(float(ok["ms"].median()), 1) if len(ok) else None,
+        "median_stage_ms": (pd.DataFrame([json.loads(v) for v in ok["stage_ms"]]).median().round(1).to_dict()
+                            if len(ok) else {}),
         "lsst_visit_189_ccds_s_at_this_scale_out": round(189 * wall / args.n_pairs, 1),
         "alerts": int(status["n_alerts"].fillna(0).sum()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -6,6 +6,7 @@ rows with ``error`` set, so a job can quarantine them and account for every inpu
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -107,7 +108,8 @@ def read_alert_files(paths, **kwargs):
     return ray.data.read_datasource(AlertFileDatasource(paths), **kwargs)
 
 
-PAIR_STATUS_COLUMNS = ("pair_id", "status", "reason", "n_detections", "n_alerts", "n_streaks", "ms")
+PAIR_STATUS_COLUMNS = ("pair_id", "status", "reason", "n_detections", "n_alerts", "n_streaks", "ms", "stage_ms")
+"""One row per pair; ``stage_ms`` is JSON of the pipeline's stage timings (background, difference, detect, ...)."""
 
 
 class PairProcessor:
@@ -155,14 +157,15 @@ class PairProcessor:
             result = self.pipeline.run(read_exposure(reference_path), read_exposure(science_path))
         except InvalidInputError as exc:
             return dict(pair_id=pair_id, status="quarantined", reason=str(exc), n_detections=0, n_alerts=0,
-                        n_streaks=0, ms=(time.perf_counter() - t0) * 1e3)
+                        n_streaks=0, ms=(time.perf_counter() - t0) * 1e3, stage_ms="{}")
         except Exception as exc:  # a bug must not sink the other CCDs of the visit; it is reported, not hidden
             import logging
             import traceback
 
             logging.getLogger("astroray").error("pair %s failed:\n%s", pair_id, traceback.format_exc())
             return dict(pair_id=pair_id, status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
-                        n_detections=0, n_alerts=0, n_streaks=0, ms=(time.perf_counter() - t0) * 1e3)
+                        n_detections=0, n_alerts=0, n_streaks=0, ms=(time.perf_counter() - t0) * 1e3,
+                        stage_ms="{}")
         if self.write_difference:
             from astroray.io.fits import write_image
 
@@ -176,4 +179,5 @@ class PairProcessor:
             pq.write_table(table, tmp)
             os.replace(tmp, folder / f"{pair_id}.parquet")  # readers never see half a file
         return dict(pair_id=pair_id, status="ok", reason="", n_detections=len(result.catalog),
-                    n_alerts=len(result.alerts), n_streaks=len(result.streaks), ms=(time.perf_counter() - t0) * 1e3)
+                    n_alerts=len(result.alerts), n_streaks=len(result.streaks), ms=(time.perf_counter() - t0) * 1e3,
+                    stage_ms=json.dumps({k: round(float(v), 1) for k, v in result.timings_ms.items()}))

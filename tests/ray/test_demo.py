@@ -1,4 +1,6 @@
 """The demo end to end on the shared Ray: outputs, quarantine, truth recovery, MLflow."""
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -17,6 +19,8 @@ def test_demo_writes_alerts_catalog_png_and_accounts_for_every_input(ray_session
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert len(manifest) == summary.n_inputs == 3
     assert sorted(manifest["status"]) == ["ok", "ok", "quarantined"]
+    stages = [json.loads(v) for v in manifest.loc[manifest["status"] == "ok", "stage_ms"]]
+    assert all({"background", "difference", "detect", "streaks", "alerts"} <= set(s) for s in stages)
     quarantine = pd.read_parquet(out / "quarantine.parquet")
     assert len(quarantine) == 1 and "truncated" in quarantine["reason"].iloc[0]
 
@@ -27,7 +31,8 @@ def test_demo_writes_alerts_catalog_png_and_accounts_for_every_input(ray_session
     assert np.isfinite(a.ra) and np.isfinite(a.dec) and a.band and a.flux_err > 0
     catalog = pd.read_parquet(out / "catalog")
     assert len(catalog) == summary.n_detections
-    assert {"x", "y", "ra", "dec", "flux", "flux_err", "snr", "pair_id"} <= set(catalog.columns)
+    assert {"x", "y", "ra", "dec", "flux", "flux_err", "snr", "pair_id", "on_streak"} <= set(catalog.columns)
+    assert "on_streak" in a.meta  # the alerts' meta_json
 
     # truth: bright injected real changes are found (the full-size figure is in the demo's summary)
     assert summary.n_injected_bright > 5
