@@ -11,7 +11,7 @@ import sys
 import textwrap
 
 from astroray._version import __version__
-from astroray.errors import AstrorayError
+from astroray.errors import AstrorayError, ConfigError
 
 __all__ = ["main", "build_parser"]
 
@@ -83,6 +83,7 @@ def _add_simulate(sub) -> None:
         Generation is a pure function of (config, seed, index): the same seed gives the same bytes.""", """
         examples:
           astroray simulate images --n 2 --out sim/images --plot
+          astroray simulate images --n 189 --size 1024 --out sim/visit    # a visit's worth of small CCDs
           astroray simulate lightcurves --n 10000 --out sim/lc --plot
           astroray simulate text --n 100 --out sim/text --plot""")
     p.add_argument("kind", choices=("images", "lightcurves", "text"), help="what to simulate")
@@ -90,6 +91,8 @@ def _add_simulate(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--config", metavar="YAML", help="simulator config for that kind")
+    p.add_argument("--size", type=int, metavar="PX",
+                   help="images: side of each CCD in pixels (overrides the config's shape; default 4096)")
     p.add_argument("--plot", action="store_true", help="also write a PNG (or HTML for text) gallery")
     p.set_defaults(func=_cmd_simulate)
 
@@ -142,8 +145,16 @@ def _cmd_version(args) -> int:
 
 def _cmd_simulate(args) -> int:
     from astroray.datasets import write_simulated
+    from astroray.datasets.writers import SIMULATORS, resolve_config
 
-    summary = write_simulated(args.kind, n=args.n, out_dir=args.out, seed=args.seed, config=args.config,
+    config = args.config
+    if args.size is not None:
+        if args.kind != "images":
+            raise ConfigError(f"--size applies to images, not {args.kind}")
+        if args.size < 16:
+            raise ConfigError(f"--size must be at least 16 pixels, got {args.size}")
+        config = resolve_config(config, SIMULATORS["images"]).with_updates(shape=(args.size, args.size))
+    summary = write_simulated(args.kind, n=args.n, out_dir=args.out, seed=args.seed, config=config,
                               plot=args.plot)
     print(json.dumps(summary, indent=2, default=str))
     return 0

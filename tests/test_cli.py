@@ -48,3 +48,14 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["demo", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "demo.yaml" in err and "simulaton" in err and "unknown key" in err
+
+
+def test_simulate_images_with_a_size(tmp_path, capsys):
+    from astroray.io import read_exposure
+
+    assert main(["simulate", "images", "--n", "1", "--size", "96", "--out", str(tmp_path / "sim")]) == 0
+    (ref,) = sorted((tmp_path / "sim").glob("*_reference.fits"))
+    assert read_exposure(ref).shape == (96, 96)
+    capsys.readouterr()
+    assert main(["simulate", "lightcurves", "--n", "1", "--size", "96", "--out", str(tmp_path / "lc")]) == 2
+    assert "--size applies to images" in capsys.readouterr().err
