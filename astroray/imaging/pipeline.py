@@ -20,7 +20,8 @@ from astroray.imaging.background import Background, BackgroundConfig
 from astroray.imaging.cutouts import cutouts, psf_likeness
 from astroray.imaging.difference import DifferenceConfig, Differencer, DifferenceResult
 from astroray.imaging.extraction import ExtractionConfig, SourceExtractor
-from astroray.imaging.streaks import Streak, StreakConfig, StreakFinder
+from astroray.imaging.streaks import Streak, StreakConfig, StreakFinder, streak_model
+from astroray.kernels.backend import to_numpy
 from astroray.records import AB_NJY_ZEROPOINT, Alert, Exposure, LightCurve
 
 __all__ = ["ImagePipelineConfig", "ImagePipeline", "PairResult", "pixel_to_sky", "score_peak_positions",
@@ -173,18 +174,30 @@ class ImagePipeline:
                 "probably failed (check PSFs and registration)", source=science.exposure_id or None)
         t0 = time.perf_counter()
         streaks = self.streak_finder(diff.score) if self.streak_finder is not None else []
+        if streaks:
+            catalog = self._under_streaks(diff, sci, catalog, streaks)
         if not catalog.empty:
             on = self.streak_finder.contains(streaks, catalog["x"], catalog["y"]) if streaks else False
-            catalog = catalog.assign(on_streak=on)
+            under = catalog["under_streak"] if "under_streak" in catalog else False
+            catalog = catalog.assign(on_streak=on, under_streak=under)
         t["streaks"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         alerts = self._alerts(catalog, diff, ref, sci)
         t["alerts"] = (time.perf_counter() - t0) * 1e3
         return PairResult(difference=diff, catalog=catalog, alerts=alerts, timings_ms=t, streaks=streaks)
 
-    def _detect(self, diff: DifferenceResult, science: Exposure) -> pd.DataFrame:
-        score = np.asarray(diff.score, np.float32)
+    def _detect(self, diff: DifferenceResult, science: Exposure, *, score=None, region=None,
+                flux_model=None, peak_image=None) -> pd.DataFrame:
+        """Detections on ``score`` (default the difference's) within ``region``, measured on D.
+
+        ``flux_model`` is light in :attr:`DifferenceResult.flux` units that is
+        not the source's own (a streak under it), subtracted from its PSF flux;
+        ``peak_image`` (default ``score``) is where the sub-pixel peaks are found.
+        """
+        score = np.asarray(diff.score if score is None else score, np.float32)
         bad = science.mask != 0
+        if region is not None:
+            bad = bad | ~region
         found = []
         signs = (1, -1) if self.config.detect_negative else (1,)
         for sign in signs:
@@ -196,11 +209,15 @@ class ImagePipeline:
             return catalog
         # The matched-filter peak is the point source's most likely position; the isophotal barycentre
         # drifts with noise, neighbours and blanked pixels (median error 0.31 px against 0.20 px on the sims).
-        x_peak, y_peak = score_peak_positions(score, catalog["xpeak"].to_numpy(), catalog["ypeak"].to_numpy(),
-                                              catalog["sign"].to_numpy())
+        x_peak, y_peak = score_peak_positions(score if peak_image is None else peak_image, catalog["xpeak"].to_numpy(),
+                                              catalog["ypeak"].to_numpy(), catalog["sign"].to_numpy())
         catalog = catalog.assign(x_iso=catalog["x"], y_iso=catalog["y"], x=x_peak, y=y_peak)
         # PSF photometry on the difference (science counts), signed: fading sources come out negative
         flux, flux_err = diff.flux_at(catalog["y"].to_numpy(), catalog["x"].to_numpy())
+        if flux_model is not None:
+            from scipy.ndimage import map_coordinates
+
+            flux = flux - map_coordinates(flux_model, [catalog["y"].to_numpy(), catalog["x"].to_numpy()], order=1)
         ra, dec = pixel_to_sky(science.header, catalog["x"].to_numpy(), catalog["y"].to_numpy())
         yi = np.clip(np.rint(catalog["y"].to_numpy()).astype(int), 0, score.shape[0] - 1)
         xi = np.clip(np.rint(catalog["x"].to_numpy()).astype(int), 0, score.shape[1] - 1)
@@ -208,6 +225,43 @@ class ImagePipeline:
             flux=flux, flux_err=flux_err, snr=np.abs(score[yi, xi]), ra=ra, dec=dec,
             exposure_id=science.exposure_id)
         return catalog.sort_values("snr", ascending=False, ignore_index=True)
+
+    def _under_streaks(self, diff: DifferenceResult, science: Exposure, catalog: pd.DataFrame,
+                       streaks: list[Streak]) -> pd.DataFrame:
+        """Candidates a streak's footprint swallowed, detected again with the streak's profile removed.
+
+        The residual is in units of its own scatter along the streak, so a
+        bright streak's modelling error does not become candidates.  A
+        first-pass detection within 3 px of one found this way was the
+        streak's peak there, its position pulled by the streak: it is replaced.
+        """
+        # Modelled on the PSF-flux image, which is linear in the light (S_corr is not: the streak's own
+        # source noise and gradient raise its variance, and a transient on the ridge would split in two).
+        flux, flux_err = to_numpy(diff.flux), to_numpy(diff.flux_err)
+        flux_model, band, _ = streak_model(flux, streaks)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            residual = np.where(flux_err > 0, (flux - flux_model) / flux_err, 0.0).astype(np.float32)
+        _, _, scale = streak_model(residual, streaks)  # the residual's own scatter along each streak
+        found = self._detect(diff, science, score=residual / scale, region=band, flux_model=flux_model,
+                             peak_image=residual)
+        catalog = catalog.assign(under_streak=False) if not catalog.empty else catalog
+        if found.empty:
+            return catalog
+        found = found.assign(under_streak=True)
+        if catalog.empty:
+            return found
+        from scipy.spatial import cKDTree
+
+        dist, _ = cKDTree(found[["x", "y"]].to_numpy()).query(catalog[["x", "y"]].to_numpy())
+        yi = np.clip(np.rint(catalog["y"].to_numpy()).astype(int), 0, band.shape[0] - 1)
+        xi = np.clip(np.rint(catalog["x"].to_numpy()).astype(int), 0, band.shape[1] - 1)
+        replaced = (dist <= 3.0) & band[yi, xi]
+        kept = catalog[~replaced]
+        if not kept.empty:  # anything else the first pass found stays as it was
+            near, _ = cKDTree(kept[["x", "y"]].to_numpy()).query(found[["x", "y"]].to_numpy())
+            found = found[near > 3.0]
+        merged = pd.concat([kept, found], ignore_index=True)
+        return merged.sort_values("snr", ascending=False, ignore_index=True)
 
     def _alerts(self, catalog, diff, ref, sci) -> list[Alert]:
         if catalog.empty:
@@ -234,7 +288,7 @@ class ImagePipeline:
                 cutout_science=stamps["science"][i], cutout_reference=stamps["reference"][i],
                 cutout_difference=stamps["difference"][i],
                 meta={"x": float(row.x), "y": float(row.y), "sign": int(row.sign),
-                      "on_streak": bool(row.on_streak)}))
+                      "on_streak": bool(row.on_streak), "under_streak": bool(row.under_streak)}))
         return alerts
 
 
@@ -249,7 +303,7 @@ def catalog_to_table(catalog: pd.DataFrame, *, pair_id: str = ""):
     fields = [pa.field("pair_id", pa.string()), pa.field("exposure_id", pa.string())]
     fields += [pa.field(c, pa.float64()) for c in float_cols]
     fields += [pa.field("npix", pa.int64()), pa.field("flag", pa.int64()), pa.field("sign", pa.int8()),
-               pa.field("on_streak", pa.bool_())]
+               pa.field("on_streak", pa.bool_()), pa.field("under_streak", pa.bool_())]
     schema = pa.schema(fields)
     n = len(catalog)
     cols = {}
