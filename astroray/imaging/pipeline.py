@@ -92,6 +92,13 @@ def score_peak_positions(score: np.ndarray, xpeak, ypeak, sign) -> tuple[np.ndar
     return ix + dx, iy + dy
 
 
+def _bounding_box(region: np.ndarray) -> tuple[slice, slice] | None:
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    if len(rows) == 0:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 def pixel_to_sky(header: str, x, y) -> tuple[np.ndarray, np.ndarray]:
     """RA/Dec (deg) of 0-based pixel positions through the header's WCS (NaN without one)."""
     x = np.atleast_1d(np.asarray(x, np.float64))
@@ -187,17 +194,20 @@ class ImagePipeline:
         return PairResult(difference=diff, catalog=catalog, alerts=alerts, timings_ms=t, streaks=streaks)
 
     def _detect(self, diff: DifferenceResult, science: Exposure, *, score=None, region=None,
-                flux_model=None, peak_image=None) -> pd.DataFrame:
+                flux_model=None, peak_image=None, window=None) -> pd.DataFrame:
         """Detections on ``score`` (default the difference's) within ``region``, measured on D.
 
         ``flux_model`` is light in :attr:`DifferenceResult.flux` units that is
         not the source's own (a streak under it), subtracted from its PSF flux;
-        ``peak_image`` (default ``score``) is where the sub-pixel peaks are found.
+        ``peak_image`` (default ``score``) is where the sub-pixel peaks are found;
+        ``window`` (a pair of slices) limits the search to that part of the frame.
         """
-        score = np.asarray(diff.score if score is None else score, np.float32)
-        bad = science.mask != 0
+        window = window or (slice(None), slice(None))
+        y0, x0 = (w.start or 0 for w in window)
+        score = np.asarray(diff.score if score is None else score, np.float32)[window]
+        bad = (science.mask != 0)[window]
         if region is not None:
-            bad = bad | ~region
+            bad = bad | ~region[window]
         found = []
         signs = (1, -1) if self.config.detect_negative else (1,)
         for sign in signs:
@@ -209,9 +219,14 @@ class ImagePipeline:
             return catalog
         # The matched-filter peak is the point source's most likely position; the isophotal barycentre
         # drifts with noise, neighbours and blanked pixels (median error 0.31 px against 0.20 px on the sims).
-        x_peak, y_peak = score_peak_positions(score if peak_image is None else peak_image, catalog["xpeak"].to_numpy(),
-                                              catalog["ypeak"].to_numpy(), catalog["sign"].to_numpy())
-        catalog = catalog.assign(x_iso=catalog["x"], y_iso=catalog["y"], x=x_peak, y=y_peak)
+        peaks = score if peak_image is None else np.asarray(peak_image)[window]
+        x_peak, y_peak = score_peak_positions(peaks, catalog["xpeak"].to_numpy(), catalog["ypeak"].to_numpy(),
+                                              catalog["sign"].to_numpy())
+        yi = np.clip(np.rint(y_peak).astype(int), 0, score.shape[0] - 1)
+        xi = np.clip(np.rint(x_peak).astype(int), 0, score.shape[1] - 1)
+        snr = np.abs(score[yi, xi])
+        catalog = catalog.assign(x_iso=catalog["x"] + x0, y_iso=catalog["y"] + y0, x=x_peak + x0, y=y_peak + y0,
+                                 xpeak=catalog["xpeak"] + x0, ypeak=catalog["ypeak"] + y0)
         # PSF photometry on the difference (science counts), signed: fading sources come out negative
         flux, flux_err = diff.flux_at(catalog["y"].to_numpy(), catalog["x"].to_numpy())
         if flux_model is not None:
@@ -219,11 +234,8 @@ class ImagePipeline:
 
             flux = flux - map_coordinates(flux_model, [catalog["y"].to_numpy(), catalog["x"].to_numpy()], order=1)
         ra, dec = pixel_to_sky(science.header, catalog["x"].to_numpy(), catalog["y"].to_numpy())
-        yi = np.clip(np.rint(catalog["y"].to_numpy()).astype(int), 0, score.shape[0] - 1)
-        xi = np.clip(np.rint(catalog["x"].to_numpy()).astype(int), 0, score.shape[1] - 1)
-        catalog = catalog.assign(
-            flux=flux, flux_err=flux_err, snr=np.abs(score[yi, xi]), ra=ra, dec=dec,
-            exposure_id=science.exposure_id)
+        catalog = catalog.assign(flux=flux, flux_err=flux_err, snr=snr, ra=ra, dec=dec,
+                                 exposure_id=science.exposure_id)
         return catalog.sort_values("snr", ascending=False, ignore_index=True)
 
     def _under_streaks(self, diff: DifferenceResult, science: Exposure, catalog: pd.DataFrame,
@@ -238,12 +250,15 @@ class ImagePipeline:
         # Modelled on the PSF-flux image, which is linear in the light (S_corr is not: the streak's own
         # source noise and gradient raise its variance, and a transient on the ridge would split in two).
         flux, flux_err = to_numpy(diff.flux), to_numpy(diff.flux_err)
-        flux_model, band, _ = streak_model(flux, streaks)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            residual = np.where(flux_err > 0, (flux - flux_model) / flux_err, 0.0).astype(np.float32)
-        _, _, scale = streak_model(residual, streaks)  # the residual's own scatter along each streak
+        flux_model, band, scale = streak_model(flux, streaks, noise=flux_err)
+        residual = np.zeros(flux.shape, np.float32)  # only the streaks' bands are searched
+        inside = band & (flux_err > 0)
+        residual[inside] = (flux[inside] - flux_model[inside]) / flux_err[inside]
+        window = _bounding_box(band)
+        if window is None:
+            return catalog.assign(under_streak=False) if not catalog.empty else catalog
         found = self._detect(diff, science, score=residual / scale, region=band, flux_model=flux_model,
-                             peak_image=residual)
+                             peak_image=residual, window=window)
         catalog = catalog.assign(under_streak=False) if not catalog.empty else catalog
         if found.empty:
             return catalog

@@ -145,8 +145,8 @@ def streaks_contain(streaks: list[Streak], x, y, *, margin: float = 4.0) -> np.n
     return on
 
 
-def streak_model(image: np.ndarray, streaks: list[Streak], *, margin: float = 8.0, segment: float = 32.0,
-                 end_cap: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def streak_model(image: np.ndarray, streaks: list[Streak], *, noise: np.ndarray | None = None, margin: float = 8.0,
+                 segment: float = 32.0, end_cap: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The streaks' own light in ``image``: the median across-profile of each ``segment`` px along them.
 
     A transient under a streak covers a fraction of each segment's pixels at
@@ -155,8 +155,9 @@ def streak_model(image: np.ndarray, streaks: list[Streak], *, margin: float = 8.
     the streaks); the pixels where it holds (the streaks' half widths plus
     ``margin``, less ``end_cap`` px at each end, where the found end may be
     a pixel off and the profile changes within the segment); and the robust
-    scatter of ``image - model`` per cell, at least 1 (a bright streak is
-    modelled to a few per cent, which on its ridge can be several sigma).
+    scatter of ``(image - model) / noise`` per cell (``noise`` default 1),
+    at least 1: a bright streak is modelled to a few per cent, which on its
+    ridge can be several sigma.
     """
     image = np.asarray(image)
     H, W = image.shape
@@ -186,13 +187,9 @@ def streak_model(image: np.ndarray, streaks: list[Streak], *, margin: float = 8.
         offset = int(np.ceil(reach)) + 1
         n_k = 2 * offset
         k = np.clip(np.floor(across).astype(np.int64) + offset, 0, n_k - 1)
-        values = image[yy, xx].astype(np.float64)
         cell = seg * n_k + k
-        order = np.argsort(cell, kind="stable")
-        cells, starts = np.unique(cell[order], return_index=True)
-        medians = np.zeros(n_seg * n_k)
-        medians[cells] = [np.median(v) for v in np.split(values[order], starts[1:])]
-        medians = medians.reshape(n_seg, n_k)
+        values = image[yy, xx].astype(np.float64)
+        medians = _cell_medians(cell, values, n_seg * n_k, fill=0.0).reshape(n_seg, n_k)
         # linear between bin centres across: the profile is steep on a bright streak's flanks
         t = across + offset - 0.5
         k0 = np.clip(np.floor(t).astype(np.int64), 0, n_k - 1)
@@ -201,16 +198,29 @@ def streak_model(image: np.ndarray, streaks: list[Streak], *, margin: float = 8.
         fitted = (1 - w) * medians[seg, k0] + w * medians[seg, k1]
         model[yy, xx] = fitted.astype(np.float32)
         # the scatter about the model, per cell too: on a bright streak's ridge it is the largest
-        resid = np.abs(values - fitted)[order]
-        spread = np.ones(n_seg * n_k)
-        spread[cells] = [1.4826 * np.median(v) for v in np.split(resid, starts[1:])]
-        spread = spread.reshape(n_seg, n_k)
+        resid = values - fitted
+        if noise is not None:
+            sd = np.asarray(noise)[yy, xx].astype(np.float64)
+            resid = np.divide(resid, sd, out=np.zeros_like(resid), where=sd > 0)
+        spread = 1.4826 * _cell_medians(cell, np.abs(resid), n_seg * n_k, fill=1.0).reshape(n_seg, n_k)
         if n_seg >= 3:  # a running median over neighbouring segments: a transient does not raise its own cells
             padded = np.pad(spread, ((1, 1), (0, 0)), mode="edge")
             spread = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
         scale[yy, xx] = np.maximum((1 - w) * spread[seg, k0] + w * spread[seg, k1], 1.0).astype(np.float32)
         band[yy, xx] = (along >= end_cap) & (along <= s.length - end_cap)
     return model, band, scale
+
+
+def _cell_medians(cell: np.ndarray, values: np.ndarray, n_cells: int, *, fill: float) -> np.ndarray:
+    """Median of ``values`` in each cell (``fill`` where a cell is empty), without a loop over cells."""
+    order = np.lexsort((values, cell))
+    c, v = cell[order], values[order]
+    cells, starts, counts = np.unique(c, return_index=True, return_counts=True)
+    lower = v[starts + (counts - 1) // 2]
+    upper = v[starts + counts // 2]
+    out = np.full(n_cells, fill)
+    out[cells] = 0.5 * (lower + upper)
+    return out
 
 
 class StreakFinder:
