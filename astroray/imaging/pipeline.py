@@ -181,7 +181,7 @@ class ImagePipeline:
                 "probably failed (check PSFs and registration)", source=science.exposure_id or None)
         t0 = time.perf_counter()
         streaks = self.streak_finder(diff.score) if self.streak_finder is not None else []
-        if streaks:
+        if streaks and self.config.streaks.recover:
             catalog = self._under_streaks(diff, sci, catalog, streaks)
         if not catalog.empty:
             on = self.streak_finder.contains(streaks, catalog["x"], catalog["y"]) if streaks else False
