@@ -88,8 +88,9 @@ class DifferenceConfig(AstrorayConfig):
         Mask bits that exclude a pixel (blanked in both images).
     mask_residual : float
         ZOGY: where the light blanked with a pixel flagged in one image only
-        (read from the other image) leaves a residual above this many sigma of
-        ``S_corr``, the score is set to 0 as well.  The two images' kernels
+        (read from the other image) may leave a residual above this many sigma
+        of ``S_corr``, the score is set to 0 as well (``inf``: flagged pixels
+        only, with ``mask_grow=0``).  The two images' kernels
         turn such a hole into a ring of residuals around a flagged star core;
         a flagged pixel on empty sky or a faint host leaves almost none.
     mask_grow : float
@@ -363,8 +364,10 @@ class Differencer:
         """Flagged pixels, plus where the light blanking removed leaves ``|dS_corr| > mask_residual``.
 
         Where only one image is flagged the other shows the light removed
-        (scaled by the flux ratio), and :func:`~astroray.kernels.difference.zogy.lost_light_score`
-        predicts its residual exactly up to the PSF difference.  Where both are
+        (scaled by the flux ratio); :func:`~astroray.kernels.difference.zogy.lost_light_score`
+        gives the residual that light leaves and a bound on its error from
+        the PSFs' difference (which dominates when the PSFs differ much: the
+        bound does the covering).  Where both are
         flagged (saturated cores) the light is unknown: those pixels grow by
         ``mask_grow`` FWHM when they border light.
         """

@@ -239,7 +239,8 @@ def lost_light_score(lost_reference, lost_science, psf_reference, psf_science, *
     score_variance : array (H, W) or float
         :attr:`ZogyResult.score_variance`.
     fft_shape : (int, int)
-        :attr:`ZogyResult.fft_shape` (its padding keeps the convolutions from wrapping).
+        :attr:`ZogyResult.fft_shape`, reused (and its FFT plans with it) when
+        it holds the image plus the kernels' radius; a grid that fits is made otherwise.
     backend : FourierBackend, optional
         The backend of the :func:`zogy` call (its cached kernels are reused).
 
@@ -259,6 +260,9 @@ def lost_light_score(lost_reference, lost_science, psf_reference, psf_science, *
     q = float(Pr.max() / Pn.max())
     q = max(q, 1.0 / q)
     shape = lost_reference.shape
+    radius = small["k_r"].shape[0] // 2
+    if fft_shape[0] < shape[0] + radius or fft_shape[1] < shape[1] + radius:
+        fft_shape = padded_shape(shape, radius)  # a tiled difference reports its tiles' grid
     a = fb.rfft2_stamp(small["k_r"], fft_shape)
     b = fb.rfft2_stamp(small["k_n"] * c, fft_shape)
     x = fb.rfft2(xp.asarray(lost_reference, dtype=xp.float32), fft_shape)
@@ -587,16 +591,20 @@ def _astrometric_variance(s, xp, sx, sy):
 
 def _astrometric_op(fb: FourierBackend):
     """``V_ast(S_N, S_R, sx, sy)``: one parallel Numba pass on the CPU, array expressions otherwise."""
-    if not fb.on_gpu and fb.cpu_kernels == "numba":
-        from astroray.kernels.difference import _cpu
-
-        return lambda s_n, s_r, sx, sy: _cpu.astrometric_variance(s_n, s_r, np.float32(sx * sx), np.float32(sy * sy))
-
     def op(s_n, s_r, sx, sy):
         v = _astrometric_variance(s_n, fb.xp, sx, sy)
         v += _astrometric_variance(s_r, fb.xp, sx, sy)
         return v
 
+    if not fb.on_gpu and fb.cpu_kernels == "numba":
+        from astroray.kernels.difference import _cpu
+
+        def fused(s_n, s_r, sx, sy):
+            if min(s_n.shape) < 2:  # no stencil fits: numpy.gradient's own error
+                return op(s_n, s_r, sx, sy)
+            return _cpu.astrometric_variance(s_n, s_r, np.float32(sx * sx), np.float32(sy * sy))
+
+        return fused
     return op
 
 

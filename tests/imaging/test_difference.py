@@ -159,6 +159,11 @@ def test_psf_grid_runs_tile_by_tile_and_classic_refuses_it():
     sci.mask[40:43, 40:43] = MaskBits.SAT  # the blanked light's residual is predicted with the central stamps
     flagged = Differencer(cfg).run(ref, sci, psf_science=grid)
     assert np.all(flagged.score[40:43, 40:43] == 0) and flagged.score[64, 64] > 5
+    # tiles smaller than the image plus the kernels: the prediction makes its own FFT grid
+    ref, sci = make_pair(shape=(512, 512), transient=(300.0, 200.0, 3e3))
+    sci.mask[100:103, 100:103] = MaskBits.SAT
+    tiled = Differencer(cfg).run(ref, sci, psf_science=np.broadcast_to(sci.psf, (4, 4) + sci.psf.shape))
+    assert tiled.score.shape == (512, 512) and tiled.score[300, 200] > 5 and np.all(tiled.score[100:103, 100:103] == 0)
     with pytest.raises(InvalidInputError, match="grid"):
         Differencer(cfg.with_updates(method="classic")).run(ref, sci, psf_science=grid)
 
