@@ -224,9 +224,11 @@ class ImagePipeline:
                                               catalog["sign"].to_numpy())
         yi = np.clip(np.rint(y_peak).astype(int), 0, score.shape[0] - 1)
         xi = np.clip(np.rint(x_peak).astype(int), 0, score.shape[1] - 1)
-        snr = np.abs(score[yi, xi])
+        snr = np.abs(peaks[yi, xi])  # the PSF-flux S/N (S_corr on the first pass)
+        shifted = {c: catalog[c] + (x0 if c.startswith("x") else y0)
+                   for c in ("xpeak", "ypeak", "xcpeak", "ycpeak", "xmin", "xmax", "ymin", "ymax") if c in catalog}
         catalog = catalog.assign(x_iso=catalog["x"] + x0, y_iso=catalog["y"] + y0, x=x_peak + x0, y=y_peak + y0,
-                                 xpeak=catalog["xpeak"] + x0, ypeak=catalog["ypeak"] + y0)
+                                 **shifted)
         # PSF photometry on the difference (science counts), signed: fading sources come out negative
         flux, flux_err = diff.flux_at(catalog["y"].to_numpy(), catalog["x"].to_numpy())
         if flux_model is not None:
@@ -314,10 +316,12 @@ def catalog_to_table(catalog: pd.DataFrame, *, pair_id: str = ""):
     """The catalog as an Arrow table with a fixed schema, so every pair's part file unions cleanly."""
     import pyarrow as pa
 
-    float_cols = ("x", "y", "x_iso", "y_iso", "ra", "dec", "flux", "flux_err", "snr", "a", "b", "theta", "peak")
+    float_cols = ("x", "y", "ra", "dec", "flux", "flux_err", "snr", "a", "b", "theta", "peak")
     fields = [pa.field("pair_id", pa.string()), pa.field("exposure_id", pa.string())]
     fields += [pa.field(c, pa.float64()) for c in float_cols]
-    fields += [pa.field("npix", pa.int64()), pa.field("flag", pa.int64()), pa.field("sign", pa.int8()),
+    fields += [pa.field("npix", pa.int64()), pa.field("flag", pa.int64()), pa.field("sign", pa.int8())]
+    # added later, so at the end: older part files are a prefix of this schema
+    fields += [pa.field("x_iso", pa.float64()), pa.field("y_iso", pa.float64()),
                pa.field("on_streak", pa.bool_()), pa.field("under_streak", pa.bool_())]
     schema = pa.schema(fields)
     n = len(catalog)

@@ -143,6 +143,8 @@ def streaks_contain(streaks: list[Streak], x, y, *, margin: float = 4.0) -> np.n
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     on = np.zeros(x.shape, bool)
     for s in streaks:
+        if s.length <= 0:
+            continue
         ux, uy = (s.x1 - s.x0) / s.length, (s.y1 - s.y0) / s.length
         along = (x - s.x0) * ux + (y - s.y0) * uy
         across = np.abs(-(x - s.x0) * uy + (y - s.y0) * ux)
@@ -158,8 +160,9 @@ def streak_model(image: np.ndarray, streaks: list[Streak], *, noise: np.ndarray 
     one across-distance, so the median leaves it out; ``image - model`` shows
     it on flat ground.  Returns ``(model, band, scale)``: the model (0 off
     the streaks); the pixels where it holds (the streaks' half widths plus
-    ``margin``, less ``end_cap`` px at each end, where the found end may be
-    a pixel off and the profile changes within the segment); and the robust
+    ``margin``, without the segments at either end of the lit part of each
+    streak, ``end_cap`` px at least, where streak and sky share a segment,
+    nor where streaks cross); and the robust
     scatter of ``(image - model) / noise`` per cell (``noise`` default 1),
     at least 1: a bright streak is modelled to a few per cent, which on its
     ridge can be several sigma.
@@ -169,6 +172,7 @@ def streak_model(image: np.ndarray, streaks: list[Streak], *, noise: np.ndarray 
     model = np.zeros((H, W), np.float32)
     band = np.zeros((H, W), bool)
     scale = np.ones((H, W), np.float32)
+    cover = np.zeros((H, W), np.uint8)  # streaks reaching each pixel: crossings are not modelled, nor searched
     for s in streaks:
         if s.length <= 0:
             continue
@@ -212,7 +216,16 @@ def streak_model(image: np.ndarray, streaks: list[Streak], *, noise: np.ndarray 
             padded = np.pad(spread, ((1, 1), (0, 0)), mode="edge")
             spread = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
         scale[yy, xx] = np.maximum((1 - w) * spread[seg, k0] + w * spread[seg, k1], 1.0).astype(np.float32)
-        band[yy, xx] = (along >= end_cap) & (along <= s.length - end_cap)
+        # Search only where the streak is really there: its ends, as found, can overrun the light by tens
+        # of px on a bright streak, and a segment holding an end mixes streak and sky. The segments whose
+        # ridge holds at least half the streak's typical ridge are the streak; the outermost of them go too.
+        ridge = np.abs(medians).max(axis=1)
+        lit = np.flatnonzero(ridge >= 0.5 * np.median(ridge))
+        first, last = (lit[0] + 1, lit[-1] - 1) if len(lit) else (1, 0)
+        inner = (seg >= first) & (seg <= last) & (along >= end_cap) & (along <= s.length - end_cap)
+        band[yy[inner], xx[inner]] = True
+        cover[yy, xx] += 1
+    band &= cover == 1
     return model, band, scale
 
 
