@@ -399,8 +399,11 @@ def _jsonable(value):
     """``value`` with NumPy scalars and arrays as Python values, NaN/inf as None and bytes dropped (strict JSON)."""
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items() if not isinstance(v, (bytes, bytearray))}
+    if isinstance(value, (set, frozenset)):
+        value = sorted(value, key=str)
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+        items = value.tolist() if isinstance(value, np.ndarray) else value
+        return [_jsonable(v) for v in items if not isinstance(v, (bytes, bytearray))]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

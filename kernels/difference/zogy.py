@@ -233,7 +233,8 @@ def lost_light_score(lost_reference, lost_science, psf_reference, psf_science, *
     lost_science : array (H, W)
         ``L_n``: where only the science pixel is flagged, the reference image; 0 elsewhere.
     psf_reference, psf_science : array (h, w) or (ny, nx, h, w)
-        The PSFs the difference used; of a grid, the central stamps.
+        The PSFs the difference used; of a grid, the central stamps give the
+        kernels and the largest peak ratio over the tiles the spread.
     flux_ratio, sigma_reference, sigma_science, fourier_floor, recenter_psf
         As given to (or estimated by) :func:`zogy`.
     score_variance : array (H, W) or float
@@ -251,14 +252,17 @@ def lost_light_score(lost_reference, lost_science, psf_reference, psf_science, *
     """
     xp = array_module_of(lost_reference)
     fb = backend if backend is not None else FourierBackend(xp)
-    Pr, Pn = (_central_stamp(_psf_grid(p, name, recenter_psf))
-              for p, name in ((psf_reference, "reference PSF"), (psf_science, "science PSF")))
+    grid_r, grid_n = (_psf_grid(p, name, recenter_psf)
+                      for p, name in ((psf_reference, "reference PSF"), (psf_science, "science PSF")))
+    Pr, Pn = _central_stamp(grid_r), _central_stamp(grid_n)
     c = float(flux_ratio)
     small = _cached_psf_products(fb, Pr, Pn, f_r=1.0 / c, f_n=1.0, s_r=float(sigma_reference),
                                  s_n=float(sigma_science), floor=float(fourier_floor),
                                  size=min(2 * max(Pr.shape + Pn.shape) + 1, 2 * (min(fft_shape) // 2) - 1))
-    q = float(Pr.max() / Pn.max())
-    q = max(q, 1.0 / q)
+    # the largest peak ratio over the tiles (a grid's corners can differ more than its centre)
+    peaks_r = np.array([p.max() for p in grid_r.ravel()])
+    peaks_n = np.array([p.max() for p in grid_n.ravel()])
+    q = float(max(peaks_r.max() / peaks_n.min(), peaks_n.max() / peaks_r.min(), 1.0))
     shape = lost_reference.shape
     radius = small["k_r"].shape[0] // 2
     if fft_shape[0] < shape[0] + radius or fft_shape[1] < shape[1] + radius:

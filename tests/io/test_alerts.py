@@ -245,12 +245,14 @@ def test_alert_table_meta_is_strict_json_and_old_tables_without_it_still_read(sh
     from astroray.records import LightCurve
 
     a = read_alerts(shared_data / ZTF_32)[0]
-    a.meta = {"x": np.float32(1.5), "nan": float("nan"), "arr": np.arange(3), "nested": {"b": np.bool_(True)}}
+    a.meta = {"x": np.float32(1.5), "nan": float("nan"), "arr": np.arange(3), "nested": {"b": np.bool_(True)},
+              "tags": {"b", "a"}, "raw": [b"\x00", 1]}
     bare = Alert("id", "obj", "ztf", 1.0, 2.0, 3.0, "g", 1.0, 0.1, LightCurve("obj", [], [], [], [], []))
     table = alerts_to_table([a, bare])
     assert table.column("meta_json").to_pylist()[1] is None
     assert json.loads(table.column("meta_json")[0].as_py()) == {"x": 1.5, "nan": None, "arr": [0, 1, 2],
-                                                                 "nested": {"b": True}}
+                                                                 "nested": {"b": True}, "tags": ["a", "b"],
+                                                                 "raw": [1]}
     out = tmp_path / "old.parquet"
     pq.write_table(table.drop_columns(["meta_json"]), out)
     back = read_alerts(out)
