@@ -32,7 +32,8 @@ from pydantic import Field, field_validator
 
 from astroray.config import AstrorayConfig, Device
 from astroray.errors import InvalidInputError
-from astroray.kernels.backend import get_ndimage, get_xp, resolve_device, to_numpy
+from astroray.imaging._regions import bounding_box, grow
+from astroray.kernels.backend import get_xp, resolve_device, to_numpy
 from astroray.kernels.difference import classic as _classic
 from astroray.kernels.difference import zogy as _zogy
 from astroray.kernels.difference.common import FourierBackend, fit_flux_ratio, prepare_psf, psf_covariance
@@ -405,13 +406,13 @@ class Differencer:
         xp = self.xp
         radius = int(np.ceil(self.config.mask_grow * inp["fwhm"]))
         out = xp.zeros_like(seeds)
-        box = _bounding_box(seeds, radius + 2, xp) if radius > 0 else None
+        box = bounding_box(seeds, radius + 2, xp) if radius > 0 else None
         if box is None:
             return out
         raw = {k: v[box] for k, v in inp["raw"].items()}
         bad_r, bad_n = (b[box] for b in inp["bads"])
-        near_light = _grow(self._light(raw, bad_r, bad_n), 2, xp)
-        out[box] = _grow(seeds[box] & near_light, radius, xp)
+        near_light = grow(self._light(raw, bad_r, bad_n), 2, xp)
+        out[box] = grow(seeds[box] & near_light, radius, xp)
         return out
 
     def _run_zogy(self, inp, psf_r, psf_n, ratio, meta):
@@ -445,29 +446,6 @@ class Differencer:
                                   mask=None, matched_filter=None, method="classic", device=self.device,
                                   meta=meta)
         return result, self._classic_blank(inp)
-
-
-def _bounding_box(region, margin: int, xp) -> tuple[slice, slice] | None:
-    """The slices holding every True pixel of ``region`` plus ``margin``, or None when there is none."""
-    rows = xp.flatnonzero(region.any(axis=1))
-    if int(rows.size) == 0:
-        return None
-    cols = xp.flatnonzero(region.any(axis=0))
-    H, W = region.shape
-    return (slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + margin + 1, H)),
-            slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, W)))
-
-
-def _grow(region, radius: int, xp):
-    """Binary dilation by a (2 radius + 1)^2 box: a separable maximum filter over the region's bounding box."""
-    if radius <= 0:
-        return region
-    box = _bounding_box(region, radius, xp)
-    out = xp.zeros_like(region)
-    if box is not None:
-        out[box] = get_ndimage(xp).maximum_filter(region[box].view(xp.uint8), size=2 * radius + 1,
-                                                  mode="constant").view(bool)
-    return out
 
 
 def difference(reference: Exposure, science: Exposure, **options) -> DifferenceResult:

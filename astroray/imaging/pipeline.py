@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 
 from astroray.config import AstrorayConfig
 from astroray.errors import InvalidInputError
+from astroray.imaging._regions import bounding_box
 from astroray.imaging.background import Background, BackgroundConfig
 from astroray.imaging.cutouts import cutouts, psf_likeness
 from astroray.imaging.difference import DifferenceConfig, Differencer, DifferenceResult
@@ -90,13 +91,6 @@ def score_peak_positions(score: np.ndarray, xpeak, ypeak, sign) -> tuple[np.ndar
     dy = offset(sign * score[np.maximum(iy - 1, 0), ix], sign * score[np.minimum(iy + 1, H - 1), ix],
                 (iy > 0) & (iy < H - 1))
     return ix + dx, iy + dy
-
-
-def _bounding_box(region: np.ndarray) -> tuple[slice, slice] | None:
-    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
-    if len(rows) == 0:
-        return None
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def pixel_to_sky(header: str, x, y) -> tuple[np.ndarray, np.ndarray]:
@@ -256,7 +250,7 @@ class ImagePipeline:
         residual = np.zeros(flux.shape, np.float32)  # only the streaks' bands are searched
         inside = band & (flux_err > 0)
         residual[inside] = (flux[inside] - flux_model[inside]) / flux_err[inside]
-        window = _bounding_box(band)
+        window = bounding_box(band)
         if window is None:
             return catalog.assign(under_streak=False) if not catalog.empty else catalog
         found = self._detect(diff, science, score=residual / scale, region=band, flux_model=flux_model,
