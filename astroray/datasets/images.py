@@ -551,259 +551,316 @@ def _snr_expected(epoch: _Epoch, var_diff, truth, size):
 
 
 def _simulate_pair(config: ImagePairConfig, seed: int, index: int) -> ImagePair:
-    h, w = config.shape
-    pair_id = f"sim-s{seed}-i{index:06d}"
-    root = np.random.SeedSequence(seed, spawn_key=(index,))
-    rng_field, rng_stars, rng_gal, rng_changes, rng_art, rng_noise_ref, rng_noise_sci = (
-        np.random.default_rng(s) for s in root.spawn(7))
+    """The steps of one pair, in the order their random streams are drawn (that order fixes the bytes)."""
+    sim = _PairSimulation(config, seed, index)
+    sim.place_field()
+    sim.draw_static_scene()
+    sim.draw_hosts_and_dipoles()
+    sim.paint_static_models()
+    sim.inject_real_changes()
+    sim.add_dipole_rows()
+    sim.add_satellite_streaks()
+    sim.add_noise()
+    sim.add_cosmic_rays()
+    sim.add_hot_pixels()
+    sim.add_bad_columns()
+    sim.saturate()
+    return sim.assemble()
+
+
+class _PairSimulation:
+    """One pair, built step by step; each step draws from its own random stream.
+
+    Seven streams are spawned from ``(seed, index)``: field, stars, galaxies,
+    changes, artifacts and one noise stream per epoch.  A step reads what the
+    steps before it left on ``self`` (models, rows of the truth table).
+    """
+
+    def __init__(self, config: ImagePairConfig, seed: int, index: int):
+        self.config, self.seed, self.index = config, seed, index
+        self.h, self.w = config.shape
+        self.pair_id = f"sim-s{seed}-i{index:06d}"
+        root = np.random.SeedSequence(seed, spawn_key=(index,))
+        (self.rng_field, self.rng_stars, self.rng_gal, self.rng_changes, self.rng_art, self.rng_noise_ref,
+         self.rng_noise_sci) = (np.random.default_rng(s) for s in root.spawn(7))
+        self.area_arcmin2 = self.h * self.w * (config.pixel_scale / 60.0) ** 2
+        self.area_mpix = self.h * self.w / _MPIX
+        self.read_var = (config.read_noise / config.gain) ** 2
+        self.rows: list[dict] = []  # truth rows, in change_id order
+
+    def _n_of(self, rate):
+        return _n_from_rate(self.rng_changes, rate * self.area_mpix)
+
+    def _uniform_inside(self, rng, n):
+        """``n`` positions at least ``margin`` from the edges."""
+        x = rng.uniform(self.margin, self.w - 1 - self.margin, n)
+        y = rng.uniform(self.margin, self.h - 1 - self.margin, n)
+        return x, y
 
     # ---- field, epochs, WCS
-    if config.center is None:
-        center = (float(rng_field.uniform(0.0, 360.0)),
-                  float(np.degrees(np.arcsin(rng_field.uniform(-0.95, 0.6)))))
-    else:
-        center = (float(config.center[0]), float(config.center[1]))
-    offset = tuple(float(v) for v in rng_field.normal(0.0, config.misregistration, 2)) \
-        if config.misregistration > 0 else (0.0, 0.0)
-    ref = _make_epoch(config.reference, config, (0.0, 0.0))
-    sci = _make_epoch(config.science, config, offset)
-    flux_scale = float(sci.counts(20.0) / ref.counts(20.0))
-    area_arcmin2 = h * w * (config.pixel_scale / 60.0) ** 2
-    area_mpix = h * w / _MPIX
-    read_var = (config.read_noise / config.gain) ** 2
-    # sources are painted out to where they fall below ~2% of the sky noise
-    thresholds = {id(e): 0.02 * math.sqrt(e.sky_level / config.gain + read_var) for e in (ref, sci)}
+    def place_field(self):
+        """Field centre, the science epoch's misregistration, both epochs' PSFs and skies, the flux scale."""
+        config, rng = self.config, self.rng_field
+        if config.center is None:
+            self.center = (float(rng.uniform(0.0, 360.0)), float(np.degrees(np.arcsin(rng.uniform(-0.95, 0.6)))))
+        else:
+            self.center = (float(config.center[0]), float(config.center[1]))
+        self.offset = tuple(float(v) for v in rng.normal(0.0, config.misregistration, 2)) \
+            if config.misregistration > 0 else (0.0, 0.0)
+        self.ref = _make_epoch(config.reference, config, (0.0, 0.0))
+        self.sci = _make_epoch(config.science, config, self.offset)
+        self.flux_scale = float(self.sci.counts(20.0) / self.ref.counts(20.0))
+        # sources are painted out to where they fall below ~2% of the sky noise
+        self.thresholds = {id(e): 0.02 * math.sqrt(e.sky_level / config.gain + self.read_var)
+                           for e in (self.ref, self.sci)}
+        self.margin = float(min(max(3.0 * max(self.ref.fwhm_px, self.sci.fwhm_px), 8.0), 0.25 * min(self.h, self.w)))
 
     # ---- static scene in reference-frame coordinates
-    n_stars = int(rng_stars.poisson(config.star_density * area_arcmin2))
-    star_x = rng_stars.uniform(-0.5, w - 0.5, n_stars)
-    star_y = rng_stars.uniform(-0.5, h - 0.5, n_stars)
-    star_mag = _lf_mags(rng_stars, n_stars, config.star_mag_range, config.star_lf_slope)
+    def draw_static_scene(self):
+        """Stars from the luminosity function and Sersic galaxies."""
+        config, w, h = self.config, self.w, self.h
+        rng = self.rng_stars
+        self.n_stars = int(rng.poisson(config.star_density * self.area_arcmin2))
+        self.star_x = rng.uniform(-0.5, w - 0.5, self.n_stars)
+        self.star_y = rng.uniform(-0.5, h - 0.5, self.n_stars)
+        self.star_mag = _lf_mags(rng, self.n_stars, config.star_mag_range, config.star_lf_slope)
+        n_gal = int(self.rng_gal.poisson(config.galaxy_density * self.area_arcmin2))
+        self.gal = _draw_galaxies(self.rng_gal, n_gal, config, w, h, config.galaxy_mag_range)
 
-    n_gal = int(rng_gal.poisson(config.galaxy_density * area_arcmin2))
-    gal = _draw_galaxies(rng_gal, n_gal, config, w, h, config.galaxy_mag_range)
-
-    cnt = config.changes
-    margin = float(min(max(3.0 * max(ref.fwhm_px, sci.fwhm_px), 8.0), 0.25 * min(h, w)))
-
-    def n_of(rate):
-        return _n_from_rate(rng_changes, rate * area_mpix)
-
-    # on-host transients get dedicated hosts (so their count is exact)
-    n_host = n_of(cnt.transient_on_host)
-    host_margin = min(margin + 10.0, 0.3 * min(h, w))
-    hosts = _draw_galaxies(rng_changes, n_host, config, w, h, (19.0, 22.5), margin=host_margin)
-    host_first = len(gal["x"])
-    gal = {k: np.concatenate([gal[k], hosts[k]]) for k in gal}
-
-    n_dip = n_of(cnt.dipole)
-    dip_x = rng_changes.uniform(margin, w - 1 - margin, n_dip)
-    dip_y = rng_changes.uniform(margin, h - 1 - margin, n_dip)
-    dip_mag = rng_changes.uniform(18.5, 21.0, n_dip)  # bright but unsaturated in both epochs
-    dip_shift = rng_changes.uniform(0.3, 1.0, n_dip)
-    dip_angle = rng_changes.uniform(0.0, 2 * np.pi, n_dip)
+    def draw_hosts_and_dipoles(self):
+        """Dedicated hosts for on-host transients (so their count is exact) and misregistered stars (dipoles)."""
+        config, w, h, rng = self.config, self.w, self.h, self.rng_changes
+        self.n_host = self._n_of(config.changes.transient_on_host)
+        host_margin = min(self.margin + 10.0, 0.3 * min(h, w))
+        self.hosts = _draw_galaxies(rng, self.n_host, config, w, h, (19.0, 22.5), margin=host_margin)
+        self.host_first = len(self.gal["x"])
+        self.gal = {k: np.concatenate([self.gal[k], self.hosts[k]]) for k in self.gal}
+        n_dip = self.n_dip = self._n_of(config.changes.dipole)
+        self.dip_x, self.dip_y = self._uniform_inside(rng, n_dip)
+        self.dip_mag = rng.uniform(18.5, 21.0, n_dip)  # bright but unsaturated in both epochs
+        self.dip_shift = rng.uniform(0.3, 1.0, n_dip)
+        self.dip_angle = rng.uniform(0.0, 2 * np.pi, n_dip)
 
     # ---- noiseless static models of both epochs
-    models = []
-    for epoch in (ref, sci):
-        model = _sky(epoch, config.shape)
-        sx, sy = star_x + epoch.offset[0], star_y + epoch.offset[1]
-        _paint_points(model, epoch, sx, sy, epoch.counts(star_mag), thresholds[id(epoch)])
-        models.append(model)
-    _paint_galaxies(models, (ref, sci), gal, config.shape)
-    dxs = dip_shift * np.cos(dip_angle)
-    dys = dip_shift * np.sin(dip_angle)
-    _paint_points(models[0], ref, dip_x, dip_y, ref.counts(dip_mag), thresholds[id(ref)])
-    _paint_points(models[1], sci, dip_x + offset[0] + dxs, dip_y + offset[1] + dys, sci.counts(dip_mag),
-                  thresholds[id(sci)])
-    model_ref, model_sci = models
+    def paint_static_models(self):
+        """Sky, stars and galaxies of each epoch; a dipole's star lands shifted in the science epoch."""
+        ref, sci, offset = self.ref, self.sci, self.offset
+        models = []
+        for epoch in (ref, sci):
+            model = _sky(epoch, self.config.shape)
+            sx, sy = self.star_x + epoch.offset[0], self.star_y + epoch.offset[1]
+            _paint_points(model, epoch, sx, sy, epoch.counts(self.star_mag), self.thresholds[id(epoch)])
+            models.append(model)
+        _paint_galaxies(models, (ref, sci), self.gal, self.config.shape)
+        self.dxs = self.dip_shift * np.cos(self.dip_angle)
+        self.dys = self.dip_shift * np.sin(self.dip_angle)
+        _paint_points(models[0], ref, self.dip_x, self.dip_y, ref.counts(self.dip_mag), self.thresholds[id(ref)])
+        _paint_points(models[1], sci, self.dip_x + offset[0] + self.dxs, self.dip_y + offset[1] + self.dys,
+                      sci.counts(self.dip_mag), self.thresholds[id(sci)])
+        self.model_ref, self.model_sci = models
 
     # ---- real changes, positions in the science frame
-    def noise_var(x, y):
+    def _noise_var(self, x, y):
+        """Variance of the difference at (x, y) from both epochs' noiseless models."""
+        config, w, h = self.config, self.w, self.h
         ix = np.clip(np.floor(x + 0.5).astype(np.int64), 0, w - 1)
         iy = np.clip(np.floor(y + 0.5).astype(np.int64), 0, h - 1)
-        return (model_sci[iy, ix] / config.gain + read_var
-                + flux_scale ** 2 * (model_ref[iy, ix] / config.gain + read_var))
+        return (self.model_sci[iy, ix] / config.gain + self.read_var
+                + self.flux_scale ** 2 * (self.model_ref[iy, ix] / config.gain + self.read_var))
 
-    # effective number of pixels of the science PSF: 1 / sum(P^2)
-    centre_psf = sci.stamps(_psf_size(sci), sci.width_px, 0.0, 0.0)[0]
-    n_eff = 1.0 / float((centre_psf ** 2).sum())
-
-    def flux_for_snr(snr, x, y):
-        # solve snr^2 (n_eff var + F / gain) = F^2 for F: background plus the source's own photons
-        var = noise_var(x, y) * n_eff
-        a = snr ** 2 / config.gain
+    def _flux_for_snr(self, snr, x, y):
+        """Flux giving S/N ``snr``: solve snr^2 (n_eff var + F / gain) = F^2 (background plus the source's photons)."""
+        var = self._noise_var(x, y) * self.n_eff
+        a = snr ** 2 / self.config.gain
         return 0.5 * (a + np.sqrt(a * a + 4.0 * snr ** 2 * var))
 
-    def snr_draw(n):
-        lo, hi = config.snr_range
-        return np.exp(rng_changes.uniform(math.log(lo), math.log(hi), n))
+    def _snr_draw(self, n):
+        lo, hi = self.config.snr_range
+        return np.exp(self.rng_changes.uniform(math.log(lo), math.log(hi), n))
 
-    rows = []
+    def inject_real_changes(self):
+        """Transients on hosts and hostless, variable stars, moving objects: truth rows, then painted."""
+        rng, offset, cnt = self.rng_changes, self.offset, self.config.changes
+        # effective number of pixels of the science PSF: 1 / sum(P^2)
+        centre_psf = self.sci.stamps(_psf_size(self.sci), self.sci.width_px, 0.0, 0.0)[0]
+        self.n_eff = 1.0 / float((centre_psf ** 2).sum())
+        real = []
+        if self.n_host:  # offset from the host centre along its light profile
+            hosts, n_host = self.hosts, self.n_host
+            r = hosts["re"] * np.abs(rng.normal(0.0, 0.7, n_host))
+            phi = rng.uniform(0.0, 2 * np.pi, n_host)
+            u, v = r * np.cos(phi), r * hosts["q"] * np.sin(phi)
+            ca, sa = np.cos(hosts["angle"]), np.sin(hosts["angle"])
+            tx = hosts["x"] + u * ca - v * sa + offset[0]
+            ty = hosts["y"] + u * sa + v * ca + offset[1]
+            tflux = self._flux_for_snr(self._snr_draw(n_host), tx, ty)
+            real.append(_rows("transient_on_host", tx, ty, 0.0, tflux, host_id=np.arange(n_host) + self.host_first))
+        n_hl = self._n_of(cnt.transient_hostless)
+        if n_hl:
+            tx, ty = self._uniform_inside(rng, n_hl)
+            real.append(_rows("transient_hostless", tx, ty, 0.0, self._flux_for_snr(self._snr_draw(n_hl), tx, ty)))
+        n_var = self._n_of(cnt.variable_star)
+        if n_var:
+            vx, vy = self._uniform_inside(rng, n_var)
+            delta = self._flux_for_snr(self._snr_draw(n_var), vx, vy) * rng.choice([-1.0, 1.0], n_var)
+            f_ref = self.ref.counts(rng.uniform(19.0, 22.5, n_var))
+            # a fading star must keep positive flux in the science epoch
+            f_ref = np.maximum(f_ref, np.where(delta < 0, 1.25 * np.abs(delta) / self.flux_scale, 0.0))
+            real.append(_rows("variable_star", vx, vy, f_ref, self.flux_scale * f_ref + delta))
+        n_mov = self._n_of(cnt.moving_object)
+        if n_mov:
+            mx, my = self._uniform_inside(rng, n_mov)
+            length = rng.uniform(0.0, 12.0, n_mov)
+            angle = rng.uniform(0.0, 180.0, n_mov)
+            real.append(_rows("moving_object", mx, my, 0.0, self._flux_for_snr(self._snr_draw(n_mov), mx, my),
+                              length=length, angle=angle))
+        for block in real:
+            self._paint_change(block)
+        self.rows.extend(real)
 
-    # transients on hosts: offset from the host centre along its light profile
-    if n_host:
-        r = hosts["re"] * np.abs(rng_changes.normal(0.0, 0.7, n_host))
-        phi = rng_changes.uniform(0.0, 2 * np.pi, n_host)
-        u, v = r * np.cos(phi), r * hosts["q"] * np.sin(phi)
-        ca, sa = np.cos(hosts["angle"]), np.sin(hosts["angle"])
-        tx = hosts["x"] + u * ca - v * sa + offset[0]
-        ty = hosts["y"] + u * sa + v * ca + offset[1]
-        tflux = flux_for_snr(snr_draw(n_host), tx, ty)
-        rows.append(_rows("transient_on_host", tx, ty, 0.0, tflux, host_id=np.arange(n_host) + host_first))
-
-    n_hl = n_of(cnt.transient_hostless)
-    if n_hl:
-        tx = rng_changes.uniform(margin, w - 1 - margin, n_hl)
-        ty = rng_changes.uniform(margin, h - 1 - margin, n_hl)
-        rows.append(_rows("transient_hostless", tx, ty, 0.0, flux_for_snr(snr_draw(n_hl), tx, ty)))
-
-    n_var = n_of(cnt.variable_star)
-    if n_var:
-        vx = rng_changes.uniform(margin, w - 1 - margin, n_var)
-        vy = rng_changes.uniform(margin, h - 1 - margin, n_var)
-        delta = flux_for_snr(snr_draw(n_var), vx, vy) * rng_changes.choice([-1.0, 1.0], n_var)
-        f_ref = ref.counts(rng_changes.uniform(19.0, 22.5, n_var))
-        # a fading star must keep positive flux in the science epoch
-        f_ref = np.maximum(f_ref, np.where(delta < 0, 1.25 * np.abs(delta) / flux_scale, 0.0))
-        rows.append(_rows("variable_star", vx, vy, f_ref, flux_scale * f_ref + delta))
-
-    n_mov = n_of(cnt.moving_object)
-    if n_mov:
-        mx = rng_changes.uniform(margin, w - 1 - margin, n_mov)
-        my = rng_changes.uniform(margin, h - 1 - margin, n_mov)
-        length = rng_changes.uniform(0.0, 12.0, n_mov)
-        angle = rng_changes.uniform(0.0, 180.0, n_mov)
-        rows.append(_rows("moving_object", mx, my, 0.0, flux_for_snr(snr_draw(n_mov), mx, my),
-                          length=length, angle=angle))
-
-    # paint the real changes into the models
-    for block in rows:
+    def _paint_change(self, block):
+        ref, sci, offset, thr = self.ref, self.sci, self.offset, self.thresholds
         kind = block["kind"][0]
         if kind == "variable_star":
-            _paint_points(model_ref, ref, block["x"] - offset[0], block["y"] - offset[1],
-                          block["flux_reference"], thresholds[id(ref)])
+            _paint_points(self.model_ref, ref, block["x"] - offset[0], block["y"] - offset[1],
+                          block["flux_reference"], thr[id(ref)])
         if kind == "moving_object":
             for k in range(len(block["x"])):
-                _paint_trail(model_sci, sci, block["x"][k], block["y"][k], block["flux_science"][k],
-                             block["length"][k], block["angle"][k], thresholds[id(sci)])
+                _paint_trail(self.model_sci, sci, block["x"][k], block["y"][k], block["flux_science"][k],
+                             block["length"][k], block["angle"][k], thr[id(sci)])
         else:
-            _paint_points(model_sci, sci, block["x"], block["y"], block["flux_science"], thresholds[id(sci)])
+            _paint_points(self.model_sci, sci, block["x"], block["y"], block["flux_science"], thr[id(sci)])
 
-    # dipoles and saturated stars are bogus rows over static sources
-    if n_dip:
-        f_ref = ref.counts(dip_mag)
-        rows.append(_rows("dipole", dip_x + offset[0] + dxs, dip_y + offset[1] + dys, f_ref, flux_scale * f_ref,
-                          length=dip_shift, angle=np.degrees(dip_angle) % 360.0))
+    # ---- bogus changes
+    def add_dipole_rows(self):
+        """Dipoles are bogus rows over static sources (painted with the static scene)."""
+        if self.n_dip:
+            f_ref = self.ref.counts(self.dip_mag)
+            self.rows.append(_rows("dipole", self.dip_x + self.offset[0] + self.dxs,
+                                   self.dip_y + self.offset[1] + self.dys, f_ref, self.flux_scale * f_ref,
+                                   length=self.dip_shift, angle=np.degrees(self.dip_angle) % 360.0))
 
-    # satellite streaks are light from the sky: in the model, before the noise
-    n_streak = n_of(cnt.satellite_streak)
-    sigma_sci = sci.fwhm_px / 2.3548
-    streak_segments = []
-    if n_streak:
-        sx0 = rng_art.uniform(0.0, w - 1, n_streak)
-        sy0 = rng_art.uniform(0.0, h - 1, n_streak)
-        ang = rng_art.uniform(0.0, 180.0, n_streak)
-        bg_sigma = np.sqrt(noise_var(sx0, sy0) / (1 + flux_scale ** 2))
-        peak_snr = np.exp(rng_art.uniform(math.log(0.5), math.log(20.0), n_streak))
+    def add_satellite_streaks(self):
+        """Satellite streaks are light from the sky: in the science model, before the noise."""
+        rng, w, h = self.rng_art, self.w, self.h
+        n_streak = self._n_of(self.config.changes.satellite_streak)
+        if not n_streak:
+            return
+        sigma_sci = self.sci.fwhm_px / 2.3548
+        sx0 = rng.uniform(0.0, w - 1, n_streak)
+        sy0 = rng.uniform(0.0, h - 1, n_streak)
+        ang = rng.uniform(0.0, 180.0, n_streak)
+        bg_sigma = np.sqrt(self._noise_var(sx0, sy0) / (1 + self.flux_scale ** 2))
+        peak_snr = np.exp(rng.uniform(math.log(0.5), math.log(20.0), n_streak))
         per_px = peak_snr * bg_sigma * math.sqrt(2 * math.pi) * sigma_sci
         lengths, mids = [], []
         for k in range(n_streak):
             seg = _clip_line(sx0[k], sy0[k], math.radians(ang[k]), w, h)
-            _render.add_streak(model_sci, *seg, float(per_px[k]), sigma_sci)
+            _render.add_streak(self.model_sci, *seg, float(per_px[k]), sigma_sci)
             lengths.append(math.hypot(seg[2] - seg[0], seg[3] - seg[1]))
             mids.append((0.5 * (seg[0] + seg[2]), 0.5 * (seg[1] + seg[3])))
-            streak_segments.append(seg)
-        mids = np.array(mids)
-        lengths = np.array(lengths)
-        rows.append(_rows("satellite_streak", mids[:, 0], mids[:, 1], 0.0, per_px * lengths, length=lengths,
-                          angle=ang))
+        mids, lengths = np.array(mids), np.array(lengths)
+        self.rows.append(_rows("satellite_streak", mids[:, 0], mids[:, 1], 0.0, per_px * lengths, length=lengths,
+                               angle=ang))
 
     # ---- noise
-    exposures_pixels = []
-    for epoch, model, rng in ((ref, model_ref, rng_noise_ref), (sci, model_sci, rng_noise_sci)):
-        image = rng.standard_normal(size=config.shape, dtype=np.float32)
-        variance = np.empty(config.shape, np.float32)
-        _render.apply_noise(model, image, 1.0 / config.gain, read_var, variance)
-        exposures_pixels.append((image, variance, np.zeros(config.shape, np.uint32)))
-    (img_ref, var_ref, mask_ref), (img_sci, var_sci, mask_sci) = exposures_pixels
+    def add_noise(self):
+        """Gaussian-limit photon and read noise on each model; the variance of the noiseless scene."""
+        config = self.config
+        pixels = []
+        for model, rng in ((self.model_ref, self.rng_noise_ref), (self.model_sci, self.rng_noise_sci)):
+            image = rng.standard_normal(size=config.shape, dtype=np.float32)
+            variance = np.empty(config.shape, np.float32)
+            _render.apply_noise(model, image, 1.0 / config.gain, self.read_var, variance)
+            pixels.append((image, variance, np.zeros(config.shape, np.uint32)))
+        self.pixels = pixels
+        (self.img_ref, self.var_ref, self.mask_ref), (self.img_sci, self.var_sci, self.mask_sci) = pixels
 
     # ---- detector artifacts (after noise; not in the variance)
-    mask_frac = config.artifact_mask_fraction
-    for epoch_name, image, mask, rate in (("science", img_sci, mask_sci, cnt.cosmic_ray),
-                                          ("reference", img_ref, mask_ref, cnt.cosmic_ray_reference)):
-        n_cr = _n_from_rate(rng_art, rate * area_mpix)
-        if not n_cr:
-            continue
-        cx = rng_art.uniform(margin, w - 1 - margin, n_cr)
-        cy = rng_art.uniform(margin, h - 1 - margin, n_cr)
-        length = np.where(rng_art.random(n_cr) < 0.5, 0.0, rng_art.uniform(1.0, 8.0, n_cr))
-        angle = rng_art.uniform(0.0, 180.0, n_cr)
-        flux = np.exp(rng_art.uniform(math.log(300.0), math.log(20000.0), n_cr)) / config.gain
-        masked = rng_art.random(n_cr) < mask_frac
-        for k in range(n_cr):
-            ca, sa = math.cos(math.radians(angle[k])), math.sin(math.radians(angle[k]))
-            half = 0.5 * length[k]
-            _render.add_line(image, mask, np.uint32(MaskBits.CR if masked[k] else 0), cx[k] - half * ca,
-                             cy[k] - half * sa, cx[k] + half * ca, cy[k] + half * sa, float(flux[k]))
-        if epoch_name == "science":
-            rows.append(_rows("cosmic_ray", cx, cy, 0.0, flux, masked=masked, length=length, angle=angle,
-                              epoch="science"))
-        else:
-            cx_s, cy_s = cx + offset[0], cy + offset[1]  # report where it lands on the science frame
-            rows.append(_rows("cosmic_ray", cx_s, cy_s, flux, 0.0, masked=masked, length=length, angle=angle,
-                              epoch="reference"))
+    def add_cosmic_rays(self):
+        """Cosmic-ray tracks in both epochs (a fraction flagged CR); reference ones reported on the science frame."""
+        config, rng, cnt = self.config, self.rng_art, self.config.changes
+        for epoch_name, image, mask, rate in (("science", self.img_sci, self.mask_sci, cnt.cosmic_ray),
+                                              ("reference", self.img_ref, self.mask_ref, cnt.cosmic_ray_reference)):
+            n_cr = _n_from_rate(rng, rate * self.area_mpix)
+            if not n_cr:
+                continue
+            cx, cy = self._uniform_inside(rng, n_cr)
+            length = np.where(rng.random(n_cr) < 0.5, 0.0, rng.uniform(1.0, 8.0, n_cr))
+            angle = rng.uniform(0.0, 180.0, n_cr)
+            flux = np.exp(rng.uniform(math.log(300.0), math.log(20000.0), n_cr)) / config.gain
+            masked = rng.random(n_cr) < config.artifact_mask_fraction
+            for k in range(n_cr):
+                ca, sa = math.cos(math.radians(angle[k])), math.sin(math.radians(angle[k]))
+                half = 0.5 * length[k]
+                _render.add_line(image, mask, np.uint32(MaskBits.CR if masked[k] else 0), cx[k] - half * ca,
+                                 cy[k] - half * sa, cx[k] + half * ca, cy[k] + half * sa, float(flux[k]))
+            if epoch_name == "science":
+                self.rows.append(_rows("cosmic_ray", cx, cy, 0.0, flux, masked=masked, length=length, angle=angle,
+                                       epoch="science"))
+            else:  # report where it lands on the science frame
+                self.rows.append(_rows("cosmic_ray", cx + self.offset[0], cy + self.offset[1], flux, 0.0,
+                                       masked=masked, length=length, angle=angle, epoch="reference"))
 
-    n_hot = _n_from_rate(rng_art, cnt.hot_pixel * area_mpix)
-    if n_hot:
-        hx = rng_art.integers(int(margin), int(w - margin), n_hot)
-        hy = rng_art.integers(int(margin), int(h - margin), n_hot)
-        flux = np.exp(rng_art.uniform(math.log(100.0), math.log(30000.0), n_hot))
-        masked = rng_art.random(n_hot) < mask_frac
-        np.add.at(img_sci, (hy, hx), flux.astype(np.float32))
-        mask_sci[hy[masked], hx[masked]] |= np.uint32(MaskBits.BAD)
-        rows.append(_rows("hot_pixel", hx.astype(float), hy.astype(float), 0.0, flux, masked=masked))
+    def add_hot_pixels(self):
+        """Hot pixels in the science epoch (a fraction flagged BAD)."""
+        rng, m = self.rng_art, self.margin
+        n_hot = _n_from_rate(rng, self.config.changes.hot_pixel * self.area_mpix)
+        if not n_hot:
+            return
+        hx = rng.integers(int(m), int(self.w - m), n_hot)
+        hy = rng.integers(int(m), int(self.h - m), n_hot)
+        flux = np.exp(rng.uniform(math.log(100.0), math.log(30000.0), n_hot))
+        masked = rng.random(n_hot) < self.config.artifact_mask_fraction
+        np.add.at(self.img_sci, (hy, hx), flux.astype(np.float32))
+        self.mask_sci[hy[masked], hx[masked]] |= np.uint32(MaskBits.BAD)
+        self.rows.append(_rows("hot_pixel", hx.astype(float), hy.astype(float), 0.0, flux, masked=masked))
 
-    n_col = _n_from_rate(rng_art, cnt.bad_column * area_mpix)
-    if n_col:
-        col_x = rng_art.integers(0, w, n_col)
-        full = rng_art.random(n_col) < 0.5
-        y0 = np.where(full, 0, rng_art.integers(0, h // 2, n_col))
-        y1 = np.where(full, h, np.minimum(h, y0 + rng_art.integers(h // 8 + 1, h // 2 + 1, n_col)))
-        level = rng_art.uniform(50.0, 500.0, n_col)
-        masked = rng_art.random(n_col) < mask_frac
+    def add_bad_columns(self):
+        """Whole or partial bad columns in the science epoch (a fraction flagged BAD)."""
+        rng, w, h = self.rng_art, self.w, self.h
+        n_col = _n_from_rate(rng, self.config.changes.bad_column * self.area_mpix)
+        if not n_col:
+            return
+        col_x = rng.integers(0, w, n_col)
+        full = rng.random(n_col) < 0.5
+        y0 = np.where(full, 0, rng.integers(0, h // 2, n_col))
+        y1 = np.where(full, h, np.minimum(h, y0 + rng.integers(h // 8 + 1, h // 2 + 1, n_col)))
+        level = rng.uniform(50.0, 500.0, n_col)
+        masked = rng.random(n_col) < self.config.artifact_mask_fraction
         for k in range(n_col):
-            img_sci[y0[k]:y1[k], col_x[k]] += np.float32(level[k])
+            self.img_sci[y0[k]:y1[k], col_x[k]] += np.float32(level[k])
             if masked[k]:
-                mask_sci[y0[k]:y1[k], col_x[k]] |= np.uint32(MaskBits.BAD)
+                self.mask_sci[y0[k]:y1[k], col_x[k]] |= np.uint32(MaskBits.BAD)
         seg_len = (y1 - y0).astype(float)
-        rows.append(_rows("bad_column", col_x.astype(float), 0.5 * (y0 + y1 - 1), 0.0, level * seg_len,
-                          masked=masked, length=seg_len, angle=np.full(n_col, 90.0)))
+        self.rows.append(_rows("bad_column", col_x.astype(float), 0.5 * (y0 + y1 - 1), 0.0, level * seg_len,
+                               masked=masked, length=seg_len, angle=np.full(n_col, 90.0)))
 
     # ---- saturation and bleed trails (always flagged)
-    sat = np.float32(config.saturation)
-    for image, mask in ((img_ref, mask_ref), (img_sci, mask_sci)):
-        columns = np.nonzero((image >= sat).any(axis=0))[0].astype(np.int64)
-        if len(columns):
-            _render.saturate_and_bleed(image, mask, columns, sat, np.uint32(MaskBits.SAT))
+    def saturate(self):
+        """Clip at saturation with bleed trails (flagged SAT); saturated static stars become bogus rows."""
+        config, ref, sci, w, h = self.config, self.ref, self.sci, self.w, self.h
+        sat = np.float32(config.saturation)
+        for image, mask in ((self.img_ref, self.mask_ref), (self.img_sci, self.mask_sci)):
+            columns = np.nonzero((image >= sat).any(axis=0))[0].astype(np.int64)
+            if len(columns):
+                _render.saturate_and_bleed(image, mask, columns, sat, np.uint32(MaskBits.SAT))
+        # saturated static stars leave residuals on any difference
+        star_x, star_y, star_mag = self.star_x, self.star_y, self.star_mag
+        ref_peak = ref.counts(star_mag) * _render.psf_norm(ref.kind, ref.width_px, ref.cfg.moffat_beta)
+        sci_peak = sci.counts(star_mag) * _render.psf_norm(sci.kind, sci.width_px, sci.cfg.moffat_beta)
+        saturated = (ref_peak + ref.sky_level >= config.saturation) | (sci_peak + sci.sky_level >= config.saturation)
+        saturated &= (star_x >= 0) & (star_x <= w - 1) & (star_y >= 0) & (star_y <= h - 1)
+        if saturated.any():
+            f_ref = ref.counts(star_mag[saturated])
+            self.rows.append(_rows("saturated_residual", star_x[saturated] + self.offset[0],
+                                   star_y[saturated] + self.offset[1], f_ref, self.flux_scale * f_ref))
 
-    # saturated static stars leave residuals on any difference
-    ref_peak = ref.counts(star_mag) * _render.psf_norm(ref.kind, ref.width_px, ref.cfg.moffat_beta)
-    sci_peak = sci.counts(star_mag) * _render.psf_norm(sci.kind, sci.width_px, sci.cfg.moffat_beta)
-    saturated = ((ref_peak + ref.sky_level >= config.saturation) | (sci_peak + sci.sky_level >= config.saturation))
-    saturated &= (star_x >= 0) & (star_x <= w - 1) & (star_y >= 0) & (star_y <= h - 1)
-    if saturated.any():
-        f_ref = ref.counts(star_mag[saturated])
-        rows.append(_rows("saturated_residual", star_x[saturated] + offset[0], star_y[saturated] + offset[1], f_ref,
-                          flux_scale * f_ref))
-
-    # ---- exposures
-    metas, exposures = [], []
-    for name, epoch, visit, center_offset in (("reference", ref, 2 * index, (0.0, 0.0)),
-                                              ("science", sci, 2 * index + 1, offset)):
-        wcs = _wcs(config, center, center_offset)
-        meta = {
-            "exposure_id": f"{pair_id}-{name[:3]}", "survey": "sim", "visit": int(visit), "ccd": 0,
+    # ---- exposures and truth
+    def _meta(self, name: str, epoch: _Epoch, visit: int) -> dict:
+        config = self.config
+        return {
+            "exposure_id": f"{self.pair_id}-{name[:3]}", "survey": "sim", "visit": int(visit), "ccd": 0,
             "band": config.band, "mjd": float(epoch.cfg.mjd), "exptime": float(epoch.cfg.exptime),
             "gain": float(config.gain), "saturation": float(config.saturation),
             "zero_point": float(epoch.cfg.zero_point), "read_noise": float(config.read_noise),
@@ -812,27 +869,32 @@ def _simulate_pair(config: ImagePairConfig, seed: int, index: int) -> ImagePair:
             "seeing": float(epoch.cfg.seeing), "fwhm_px": float(epoch.fwhm_px), "psf_model": epoch.cfg.psf_model,
             "njy_per_count": float(10.0 ** (-0.4 * (epoch.cfg.zero_point + 2.5 * math.log10(epoch.cfg.exptime)
                                                      - AB_NJY_ZEROPOINT))),
-            "flux_scale": flux_scale, "pair_id": pair_id, "epoch": name,
+            "flux_scale": self.flux_scale, "pair_id": self.pair_id, "epoch": name,
         }
-        metas.append((meta, wcs))
-    psfs = [e.stamps(_psf_size(e), e.width_px, 0.0, 0.0)[0].astype(np.float32) for e in (ref, sci)]
-    for (meta, wcs), (image, variance, mask), psf in zip(metas, exposures_pixels, psfs):
-        exposures.append(Exposure(image=image, variance=variance, mask=mask, psf=psf, header=_header(wcs, meta),
-                                  meta=meta))
 
-    truth = _truth_table(rows, pair_id, flux_scale, metas[1][0]["njy_per_count"], metas[1][1])
-    point = truth["kind"].isin(_POINT_LIKE).to_numpy()
-    snr = np.full(len(truth), np.nan)
-    if point.any():
-        var_diff = var_sci + np.float32(flux_scale ** 2) * var_ref
-        snr[point] = _snr_expected(sci, var_diff, truth[point], _psf_size(sci))
-    truth["snr_expected"] = snr
-    pair_meta = {"flux_scale": flux_scale, "offset_x": offset[0], "offset_y": offset[1], "center_ra": center[0],
-                 "center_dec": center[1], "n_stars": n_stars, "n_galaxies": len(gal["x"]), "seed": seed,
-                 "index": index}
-    sources = _source_table(gal, star_x, star_y, star_mag, ref, sci, offset, metas[1][1], config.pixel_scale)
-    return ImagePair(reference=exposures[0], science=exposures[1], truth=truth, pair_id=pair_id, meta=pair_meta,
-                     sources=sources)
+    def assemble(self) -> ImagePair:
+        """Both exposures (pixels, PSF stamp, WCS header, meta), the truth table with S/N, the source table."""
+        ref, sci, index = self.ref, self.sci, self.index
+        metas = [(self._meta(name, epoch, visit), _wcs(self.config, self.center, center_offset))
+                 for name, epoch, visit, center_offset in (("reference", ref, 2 * index, (0.0, 0.0)),
+                                                           ("science", sci, 2 * index + 1, self.offset))]
+        psfs = [e.stamps(_psf_size(e), e.width_px, 0.0, 0.0)[0].astype(np.float32) for e in (ref, sci)]
+        exposures = [Exposure(image=image, variance=variance, mask=mask, psf=psf, header=_header(wcs, meta), meta=meta)
+                     for (meta, wcs), (image, variance, mask), psf in zip(metas, self.pixels, psfs)]
+        truth = _truth_table(self.rows, self.pair_id, self.flux_scale, metas[1][0]["njy_per_count"], metas[1][1])
+        point = truth["kind"].isin(_POINT_LIKE).to_numpy()
+        snr = np.full(len(truth), np.nan)
+        if point.any():
+            var_diff = self.var_sci + np.float32(self.flux_scale ** 2) * self.var_ref
+            snr[point] = _snr_expected(sci, var_diff, truth[point], _psf_size(sci))
+        truth["snr_expected"] = snr
+        pair_meta = {"flux_scale": self.flux_scale, "offset_x": self.offset[0], "offset_y": self.offset[1],
+                     "center_ra": self.center[0], "center_dec": self.center[1], "n_stars": self.n_stars,
+                     "n_galaxies": len(self.gal["x"]), "seed": self.seed, "index": index}
+        sources = _source_table(self.gal, self.star_x, self.star_y, self.star_mag, ref, sci, self.offset,
+                                metas[1][1], self.config.pixel_scale)
+        return ImagePair(reference=exposures[0], science=exposures[1], truth=truth, pair_id=self.pair_id,
+                         meta=pair_meta, sources=sources)
 
 
 def _source_table(gal, star_x, star_y, star_mag, ref, sci, offset, wcs_sci, pixel_scale) -> pd.DataFrame:
