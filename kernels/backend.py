@@ -2,10 +2,17 @@
 
 CuPy is imported lazily so every module imports on CPU-only machines; device
 specific branches belong here and nowhere else.
+
+The device array library is CuPy, or -- with ``ASTRORAY_DEVICE_ARRAYS=fake_cupy``
+in the environment -- :mod:`astroray.kernels.fake_cupy`, a CuPy stand-in whose
+arrays compute with NumPy but refuse implicit copies to the host.  Tests run
+``device="gpu"`` code on it (and the Numba CUDA kernels under
+``NUMBA_ENABLE_CUDASIM=1``), so a stray host copy fails in CI, not on hardware.
 """
 from __future__ import annotations
 
 import functools
+import os
 from types import ModuleType
 from typing import Any
 
@@ -13,8 +20,30 @@ import numpy as np
 
 from astroray.errors import DeviceUnavailableError
 
-__all__ = ["has_cupy", "gpu_available", "resolve_device", "get_xp", "get_ndimage", "array_module_of", "to_numpy",
-           "bincount", "numba_stream_for"]
+__all__ = ["has_cupy", "gpu_available", "resolve_device", "get_xp", "get_ndimage", "get_fft", "array_module_of",
+           "is_device_array", "to_numpy", "fuse", "bincount", "numba_stream_for", "launch", "CUDA_THREADS",
+           "DEVICE_ARRAYS_ENV", "device_library"]
+
+DEVICE_ARRAYS_ENV = "ASTRORAY_DEVICE_ARRAYS"
+"""Environment variable naming the device array library: ``cupy`` (default) or ``fake_cupy`` (tests)."""
+
+CUDA_THREADS = 64
+"""Threads per block of the per-object Numba CUDA kernels."""
+
+
+@functools.cache
+def device_library() -> str:
+    """``"cupy"`` or ``"fake_cupy"``, from ``$ASTRORAY_DEVICE_ARRAYS`` (read once per process)."""
+    name = os.environ.get(DEVICE_ARRAYS_ENV, "cupy").strip() or "cupy"
+    if name not in ("cupy", "fake_cupy"):
+        raise ValueError(f"{DEVICE_ARRAYS_ENV} must be 'cupy' or 'fake_cupy', got {name!r}")
+    return name
+
+
+def _fake():
+    from astroray.kernels import fake_cupy
+
+    return fake_cupy
 
 
 @functools.cache
@@ -29,7 +58,9 @@ def has_cupy() -> bool:
 
 @functools.cache
 def gpu_available() -> bool:
-    """Whether CuPy imports *and* sees at least one CUDA device."""
+    """Whether a device is usable: CuPy imports *and* sees a CUDA device (or the CuPy stand-in is selected)."""
+    if device_library() == "fake_cupy":
+        return True
     if not has_cupy():
         return False
     import cupy
@@ -64,12 +95,18 @@ def resolve_device(device: str) -> str:
     raise ValueError(f"device must be 'cpu', 'gpu' or 'auto', got {device!r}")
 
 
-def get_xp(device: str) -> ModuleType:
-    """The array module for ``device``: :mod:`numpy` or :mod:`cupy`."""
-    if resolve_device(device) == "gpu":
-        import cupy
+def _device_xp() -> ModuleType:
+    if device_library() == "fake_cupy":
+        return _fake()
+    import cupy
 
-        return cupy
+    return cupy
+
+
+def get_xp(device: str) -> ModuleType:
+    """The array module for ``device``: :mod:`numpy`, or the device library (:mod:`cupy`)."""
+    if resolve_device(device) == "gpu":
+        return _device_xp()
     return np
 
 
@@ -79,25 +116,56 @@ def get_ndimage(xp: ModuleType) -> ModuleType:
         from scipy import ndimage
 
         return ndimage
+    if xp.__name__.endswith("fake_cupy"):
+        return xp.scipy.ndimage
     from cupyx.scipy import ndimage
 
     return ndimage
 
 
+def get_fft(xp: ModuleType) -> ModuleType:
+    """``scipy.fft`` or ``cupyx.scipy.fft`` (cuFFT), matching the array module ``xp``."""
+    if xp is np:
+        import scipy.fft
+
+        return scipy.fft
+    if xp.__name__.endswith("fake_cupy"):
+        return xp.scipy.fft
+    import cupyx.scipy.fft
+
+    return cupyx.scipy.fft
+
+
+def is_device_array(arr: Any) -> bool:
+    """Whether ``arr`` lives on the device (a CuPy or stand-in array)."""
+    module = type(arr).__module__
+    return module.startswith("cupy") or module.endswith("fake_cupy")
+
+
 def array_module_of(arr: Any) -> ModuleType:
-    """The array module an array belongs to (NumPy for anything not on the GPU)."""
-    if type(arr).__module__.startswith("cupy"):
+    """The array module an array belongs to (NumPy for anything not on the device)."""
+    module = type(arr).__module__
+    if module.startswith("cupy"):
         import cupy
 
         return cupy
+    if module.endswith("fake_cupy"):
+        return _fake()
     return np
 
 
 def to_numpy(arr: Any) -> np.ndarray:
-    """Bring an array to host memory (no copy for NumPy input)."""
-    if type(arr).__module__.startswith("cupy"):
+    """Bring an array to host memory, explicitly (no copy for NumPy input)."""
+    if is_device_array(arr):
         return arr.get()
     return np.asarray(arr)
+
+
+def fuse(xp: ModuleType, fn):
+    """``fn`` compiled into one GPU kernel (:func:`cupy.fuse`) for CuPy; unchanged otherwise."""
+    if xp is np:
+        return fn
+    return xp.fuse(fn)
 
 
 def bincount(x, weights=None, minlength=0):
@@ -121,7 +189,7 @@ def numba_stream_for(arr: Any):
 
     CuPy arrays: CuPy's current stream (as a Numba external stream), so the
     kernel is ordered with the CuPy work before and after it. Anything else
-    (NumPy arrays, the CUDA simulator): 0, the default stream.
+    (NumPy or stand-in arrays, the CUDA simulator): 0, the default stream.
     """
     if type(arr).__module__.startswith("cupy"):
         import cupy
@@ -130,3 +198,26 @@ def numba_stream_for(arr: Any):
         ptr = cupy.cuda.get_current_stream().ptr
         return cuda.external_stream(ptr) if ptr else 0
     return 0
+
+
+def _kernel_argument(arg: Any):
+    """What a Numba CUDA kernel receives for ``arg``: CuPy arrays as they are (CUDA array interface),
+    stand-in arrays as their NumPy buffers (written in place; the CUDA simulator runs on those)."""
+    if type(arg).__module__.endswith("fake_cupy"):
+        return arg._a
+    return arg
+
+
+def launch(kernel, n: int, *args, threads: int = CUDA_THREADS) -> None:
+    """Run a Numba CUDA ``kernel`` with one thread per item (``n`` items) on the stream of its arrays.
+
+    The stream is CuPy's current one for the first device array among
+    ``args`` (see :func:`numba_stream_for`), so the launch is ordered with the
+    CuPy work around it.  Nothing runs for ``n == 0``.
+    """
+    n = int(n)
+    if n <= 0:
+        return
+    first = next((a for a in args if is_device_array(a)), None)
+    stream = numba_stream_for(first) if first is not None else 0
+    kernel[(n + threads - 1) // threads, threads, stream](*(_kernel_argument(a) for a in args))

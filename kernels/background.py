@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from astroray.kernels.backend import array_module_of, bincount, numba_stream_for
+from numba import cuda
+
+from astroray.kernels.backend import array_module_of, bincount, launch
 
 __all__ = ["MeshBackground", "mesh_background", "mesh_statistics", "filter_meshes", "interpolate_meshes",
            "histogram_mode_cpu", "histogram_mode_cuda"]
@@ -249,7 +251,6 @@ def _histogram_mode(hist, nlevels, mean0, qzero, qscale):
 # launches. Compiled for CUDA on first use; CI runs it under the simulator and
 # compares it with the vectorised twin above.
 
-_cuda = None  # numba.cuda, bound on first GPU use (a module global so the simulator can swap it)
 
 
 def _mesh_mode_body(m, hist, nlevels, mean0, qzero, qscale, out_mode, out_sig):
@@ -324,15 +325,11 @@ def _mesh_mode_body(m, hist, nlevels, mean0, qzero, qscale, out_mode, out_sig):
 
 @functools.cache
 def _mesh_mode_kernel():
-    global _cuda
-    from numba import cuda as numba_cuda
+    body = cuda.jit(device=True)(_mesh_mode_body)
 
-    _cuda = numba_cuda
-    body = numba_cuda.jit(device=True)(_mesh_mode_body)
-
-    @numba_cuda.jit
+    @cuda.jit
     def kernel(hist, nlevels, mean0, qzero, qscale, out_mode, out_sig):
-        m = _cuda.grid(1)
+        m = cuda.grid(1)
         if m < hist.shape[0]:
             body(m, hist, nlevels, mean0, qzero, qscale, out_mode, out_sig)
 
@@ -371,11 +368,8 @@ def histogram_mode_cuda(hist, nlevels, mean0, qzero, qscale):
     n = hist.shape[0]
     out_mode = xp.zeros(n, dtype=xp.float64)
     out_sig = xp.zeros(n, dtype=xp.float64)
-    if n:
-        threads = 128
-        _mesh_mode_kernel()[(n + threads - 1) // threads, threads, numba_stream_for(out_mode)](
-            hist.astype(xp.int64, copy=False), nlevels.astype(xp.int64), mean0.astype(xp.float64),
-            qzero.astype(xp.float64), qscale.astype(xp.float64), out_mode, out_sig)
+    launch(_mesh_mode_kernel(), n, hist.astype(xp.int64, copy=False), nlevels.astype(xp.int64),
+           mean0.astype(xp.float64), qzero.astype(xp.float64), qscale.astype(xp.float64), out_mode, out_sig)
     return out_mode.astype(xp.float32), out_sig.astype(xp.float32)
 
 

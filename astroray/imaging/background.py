@@ -33,9 +33,9 @@ from astroray.config import AstrorayConfig, Device
 from astroray.errors import InvalidInputError
 from astroray.kernels import background as _kernels
 from astroray.kernels.backend import array_module_of, get_xp, resolve_device, to_numpy
+from astroray.stage import Stage
 
-__all__ = ["BackgroundConfig", "BackgroundResult", "Background", "estimate_background", "select_implementation",
-           "following"]
+__all__ = ["BackgroundConfig", "BackgroundResult", "Background", "select_implementation", "following"]
 
 Implementation = Literal["auto", "sep", "array"]
 
@@ -56,8 +56,9 @@ class BackgroundConfig(AstrorayConfig):
         than this are replaced (SEP's ``fthresh``).
     mask_threshold : float
         Mask values above this mark a pixel as masked (SEP's ``maskthresh``).
-    device : {"cpu", "gpu", "auto"}
-        Where the array work runs.
+    device : {"cpu", "gpu", "auto"} or None
+        Where the array work runs; None follows the pipeline's device
+        (``"auto"`` for a stage on its own).
     implementation : {"auto", "sep", "array"}
         ``"sep"`` (CPU only) or astroray's ``"array"`` code; ``"auto"`` picks
         SEP on the CPU and the array code on the GPU.
@@ -67,7 +68,7 @@ class BackgroundConfig(AstrorayConfig):
     filter_size: int | tuple[int, int] = 3
     filter_threshold: float = 0.0
     mask_threshold: float = 0.0
-    device: Device = "cpu"
+    device: Device | None = None
     implementation: Implementation = "auto"
 
     @field_validator("box_size", "filter_size")
@@ -207,8 +208,9 @@ def _array_background(data, mask, cfg: BackgroundConfig, device: str) -> Backgro
 _CORES = {"sep": _sep_background, "array": _array_background}  # implementation -> core(data, mask, cfg, device)
 
 
-def _resolve(device: str, implementation: str, follow: bool) -> tuple[str, str]:
+def _resolve(device: str | None, implementation: str, follow: bool) -> tuple[str, str]:
     """``(device, implementation)``, the rule of :func:`select_implementation`."""
+    device = "auto" if device is None else device
     if implementation == "sep":
         if device == "gpu" and not follow:
             raise ValueError("implementation='sep' runs on the CPU only; use device='cpu' or implementation='array'")
@@ -221,10 +223,10 @@ def _resolve(device: str, implementation: str, follow: bool) -> tuple[str, str]:
     return device, implementation
 
 
-def select_implementation(device: str, implementation: str, *, follow: bool = False):
+def select_implementation(device: str | None, implementation: str, *, follow: bool = False):
     """``(device, implementation, xp)`` for a stage: SEP on the CPU, our array code on the GPU (or when asked).
 
-    The one rule for where SEP runs: on the CPU only. ``implementation='sep'``
+    The one rule for where SEP runs: on the CPU only.  ``device=None`` is ``"auto"``. ``implementation='sep'``
     resolves to the CPU for ``device='auto'`` (whatever the host has), and for
     ``device='gpu'`` too when ``follow`` is true: a stage that follows another
     stage's device (the background an extraction estimates) keeps SEP on the CPU.
@@ -240,7 +242,7 @@ def following(config: BackgroundConfig, device: str) -> BackgroundConfig:
     return config.model_copy(update={"device": _resolve(device, config.implementation, follow=True)[0]})
 
 
-class Background:
+class Background(Stage[BackgroundConfig]):
     """SExtractor's mesh background as a configure-once stage.
 
     Parameters
@@ -255,14 +257,12 @@ class Background:
     >>> b.global_rms                               # doctest: +SKIP
     """
 
-    def __init__(self, config: BackgroundConfig | None = None):
-        self.config = config or BackgroundConfig()
+    config_class = BackgroundConfig
+
+    def setup(self) -> None:
         self.device, self.implementation, self.xp = select_implementation(self.config.device,
                                                                           self.config.implementation)
         self._core = _CORES[self.implementation]
-
-    def __reduce__(self):  # Ray ships stages between processes: rebuild from the config (modules don't pickle)
-        return (type(self), (self.config,))
 
     def run(self, image, *, mask=None, source: str | None = None) -> BackgroundResult:
         """Measure the background and RMS maps of ``image``.
@@ -300,12 +300,3 @@ class Background:
         if bool(bad.any()):
             data = xp.where(bad, 0, data).astype(data.dtype)  # SEP reads masked pixels anyway
         return self._core(data, m, self.config, self.device)
-
-    __call__ = run
-
-
-def estimate_background(image, *, mask=None, box_size: int | tuple[int, int] = 64,
-                        filter_size: int | tuple[int, int] = 3, device: str = "cpu") -> BackgroundResult:
-    """One-shot :class:`Background` with the given options."""
-    return Background(BackgroundConfig(box_size=box_size, filter_size=filter_size, device=device)).run(
-        image, mask=mask)

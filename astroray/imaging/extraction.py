@@ -28,6 +28,7 @@ fluxes and second moments differ from SEP's (aperture fluxes agree).
 
 Catalog columns
 ---------------
+(defined once in :mod:`astroray.kernels.catalog`, with the flag bits)
 SEP's ``sep.extract`` fields (``thresh, npix, tnpix, xmin, xmax, ymin, ymax,
 x, y, x2, y2, xy, errx2, erry2, errxy, a, b, theta, cxx, cyy, cxy, cflux,
 flux, cpeak, peak, xcpeak, ycpeak, xpeak, ypeak, flag``; 0-based pixel
@@ -67,48 +68,16 @@ from astroray.imaging.background import (
     select_implementation,
 )
 from astroray.kernels.backend import to_numpy
+from astroray.kernels.catalog import CATALOG_FIELDS, INT_FIELDS, SEP_FIELDS, catalog_dtype
+from astroray.kernels.extract.detect import threshold_rule
+from astroray.kernels.extract.pipeline import measure_photometry
+from astroray.stage import Stage
 from astroray.records import MaskBits
 
-__all__ = [
-    "ExtractionConfig",
-    "ExtractionResult",
-    "SourceExtractor",
-    "extract_sources",
-    "DEFAULT_FILTER_KERNEL",
-    "SEP_COLUMNS",
-    "CATALOG_EXTRA_COLUMNS",
-    "OBJ_MERGED",
-    "OBJ_TRUNC",
-    "OBJ_DOVERFLOW",
-    "OBJ_SINGU",
-    "APER_TRUNC",
-    "APER_HASMASKED",
-    "APER_ALLMASKED",
-    "APER_NONPOSITIVE",
-]
-
-# Flag bits, SEP's values.
-OBJ_MERGED = 0x0001  # the object was deblended from a blend
-OBJ_TRUNC = 0x0002  # the object touches the image edge
-OBJ_DOVERFLOW = 0x0004  # deblending overflowed
-OBJ_SINGU = 0x0008  # singular moments (x2 y2 - xy^2 ~ 0); 1/12 added
-APER_TRUNC = 0x0010  # aperture runs off the image
-APER_HASMASKED = 0x0020  # aperture holds masked pixels
-APER_ALLMASKED = 0x0040  # every aperture pixel is masked
-APER_NONPOSITIVE = 0x0080  # non-positive flux or radius
+__all__ = ["ExtractionConfig", "ExtractionResult", "SourceExtractor", "DEFAULT_FILTER_KERNEL"]
 
 DEFAULT_FILTER_KERNEL = ((1.0, 2.0, 1.0), (2.0, 4.0, 2.0), (1.0, 2.0, 1.0))
 """SExtractor's ``default.conv``: a 3x3 pyramid with FWHM ~2 pixels."""
-
-SEP_COLUMNS = ("thresh", "npix", "tnpix", "xmin", "xmax", "ymin", "ymax", "x", "y", "x2", "y2", "xy",
-               "errx2", "erry2", "errxy", "a", "b", "theta", "cxx", "cyy", "cxy", "cflux", "flux",
-               "cpeak", "peak", "xcpeak", "ycpeak", "xpeak", "ypeak", "flag")
-"""The fields of :func:`sep.extract`, in its order."""
-
-CATALOG_EXTRA_COLUMNS = ("flux_err", "snr", "flux_aper", "flux_aper_err", "flag_aper", "kron_radius",
-                         "flux_auto", "flux_auto_err", "flag_auto", "flux_radius", "xwin", "ywin",
-                         "flag_win", "ra", "dec")
-"""Columns astroray adds after the SEP fields."""
 
 Implementation = Literal["auto", "sep", "array"]
 
@@ -162,7 +131,8 @@ class ExtractionConfig(AstrorayConfig):
         flux-radius apertures of thousands of pixels.
     background : BackgroundConfig
         Used when the stage must estimate the background or the noise itself.
-    device : {"cpu", "gpu", "auto"}
+    device : {"cpu", "gpu", "auto"} or None
+        None follows the pipeline's device (``"auto"`` for a stage on its own).
     implementation : {"auto", "sep", "array"}
     """
 
@@ -185,7 +155,7 @@ class ExtractionConfig(AstrorayConfig):
     segmentation: bool = True
     photometry: bool = True
     background: BackgroundConfig = BackgroundConfig()
-    device: Device = "cpu"
+    device: Device | None = None
     implementation: Implementation = "auto"
 
     @field_validator("filter_kernel")
@@ -355,12 +325,7 @@ def _wcs_radec(wcs, x, y):
 
 
 def _empty_catalog() -> pd.DataFrame:
-    cols = {c: np.zeros(0, np.int64 if c in _INT_COLUMNS else np.float64) for c in SEP_COLUMNS + CATALOG_EXTRA_COLUMNS}
-    return pd.DataFrame(cols)
-
-
-_INT_COLUMNS = {"npix", "tnpix", "xmin", "xmax", "ymin", "ymax", "xcpeak", "ycpeak", "xpeak", "ypeak", "flag",
-                "flag_aper", "flag_auto", "flag_win"}
+    return pd.DataFrame({c: np.zeros(0, catalog_dtype(c)) for c in CATALOG_FIELDS})
 
 
 def _isophotal_error(seg: np.ndarray, n: int, err, flux, gain) -> np.ndarray:
@@ -395,78 +360,73 @@ def _sep_extract_growing_stack(data, thresh, **kw):
             sep.set_extract_pixstack(min(2 * size, int(data.size)))
 
 
-def _run_sep(cfg: ExtractionConfig, prep: _Prepared, xp=np) -> tuple[pd.DataFrame, np.ndarray, float]:
-    import sep
+class _SepApertures:
+    """The aperture primitives of :func:`~astroray.kernels.extract.pipeline.measure_photometry` as SEP's functions."""
 
+    @staticmethod
+    def sum_circle(data, x, y, r, *, error, mask, gain, subpix):
+        import sep
+
+        return sep.sum_circle(data, x, y, r, err=error, mask=mask, gain=gain, subpix=subpix)
+
+    @staticmethod
+    def kron_radius(data, x, y, a, b, theta, r, *, mask):
+        import sep
+
+        return sep.kron_radius(data, x, y, a, b, theta, r, mask=mask)
+
+    @staticmethod
+    def sum_ellipse(data, x, y, a, b, theta, r, *, error, mask, gain, subpix):
+        import sep
+
+        return sep.sum_ellipse(data, x, y, a, b, theta, r, err=error, mask=mask, gain=gain, subpix=subpix)
+
+    @staticmethod
+    def flux_radius(data, x, y, rmax, frac, *, normflux, mask, subpix):
+        import sep
+
+        return sep.flux_radius(data, x, y, rmax, frac, normflux=normflux, mask=mask, subpix=subpix)
+
+    @staticmethod
+    def winpos(data, x, y, sig, *, mask):
+        import sep
+
+        return sep.winpos(data, x, y, sig, mask=mask)
+
+
+def _run_sep(cfg: ExtractionConfig, prep: _Prepared, xp=np) -> tuple[pd.DataFrame, np.ndarray, float]:
     data, err, mask = prep.data, prep.error, prep.mask
-    kernel = cfg.kernel_array()
-    if cfg.threshold_type == "relative":
-        thresh, sep_err = cfg.threshold, err
-        abs_thresh = cfg.threshold * err if isinstance(err, float) else float("nan")
-    elif err is None or isinstance(err, float):
-        # SEP's threshold is relative whenever an error is given: fold the error in.
-        thresh, sep_err = (cfg.threshold, None) if err is None else (cfg.threshold / err, err)
-        abs_thresh = cfg.threshold
-    else:
-        # Absolute threshold with an error map: SEP cannot combine them, so detect
-        # without the map; position errors come from the map below.
-        thresh, sep_err = cfg.threshold, None
-        abs_thresh = cfg.threshold
+    rule = threshold_rule(cfg.threshold, relative=cfg.threshold_type == "relative", error=err)
     objects, seg = _sep_extract_growing_stack(
-        data, thresh, err=sep_err, gain=cfg.gain, mask=mask, minarea=cfg.min_area, filter_kernel=kernel,
-        filter_type=cfg.filter_type, deblend_nthresh=cfg.deblend_nthresh, deblend_cont=cfg.deblend_cont,
-        clean=cfg.clean, clean_param=cfg.clean_param, segmentation_map=True)
+        data, rule.value, err=rule.noise, gain=cfg.gain, mask=mask, minarea=cfg.min_area,
+        filter_kernel=cfg.kernel_array(), filter_type=cfg.filter_type, deblend_nthresh=cfg.deblend_nthresh,
+        deblend_cont=cfg.deblend_cont, clean=cfg.clean, clean_param=cfg.clean_param, segmentation_map=True)
     n = len(objects)
     seg = np.asarray(seg, dtype=np.int32)
-    cat = pd.DataFrame({name: objects[name].astype(np.int64 if name in _INT_COLUMNS else np.float64)
-                        for name in SEP_COLUMNS})
     if n == 0:
-        return _empty_catalog(), seg, abs_thresh
-    if sep_err is None and err is not None and not isinstance(err, float):
+        return _empty_catalog(), seg, rule.absolute
+    cat = pd.DataFrame({name: objects[name].astype(catalog_dtype(name)) for name in SEP_FIELDS})
+    if rule.noise is None and err is not None and not isinstance(err, float):
+        # Detected without the error map (an absolute threshold): position errors from the map.
         from astroray.kernels.extract import moments_errors
 
         ex2, ey2, exy = moments_errors(seg, prep.data, err, cat, gain=cfg.gain)
         cat["errx2"], cat["erry2"], cat["errxy"] = ex2, ey2, exy
-
-    # Own writable copies: SEP's memoryviews refuse pandas' read-only column views.
-    x, y, a, b, theta = (np.array(objects[k], dtype=np.float64) for k in ("x", "y", "a", "b", "theta"))
-    phot_err = err if err is not None else None
     flux_err = _isophotal_error(seg, n, err, cat["flux"].to_numpy(), cfg.gain) if err is not None else np.full(n, np.nan)
     cat["flux_err"] = flux_err
     with np.errstate(divide="ignore", invalid="ignore"):
         cat["snr"] = np.where(flux_err > 0, cat["flux"].to_numpy() / flux_err, np.nan)
-
     if not cfg.photometry:  # detection only: positions, moments, isophotal flux
-        return cat, seg, abs_thresh
-    f, fe, fl = sep.sum_circle(data, x, y, cfg.aperture_radius, err=phot_err, mask=mask, gain=cfg.gain,
-                               subpix=cfg.aperture_subpix)
-    cat["flux_aper"], cat["flux_aper_err"], cat["flag_aper"] = f, fe if phot_err is not None else np.nan, fl
-
-    # FLUX_AUTO: Kron radius from the first moment within 6 a, ellipse of
-    # max(kron_factor * kron_radius, kron_min_radius) in units of a, b.
-    # SEP rejects ellipses with b = 0 (objects one pixel wide) and a float32 theta of pi/2 that
-    # rounds just above pi/2 in float64 (vertical streaks): keep its parameters in range
-    a = np.where(np.isfinite(a) & (a > 0), a, 0.5)
-    b = np.where(np.isfinite(b) & (b > 0), np.minimum(b, a), 0.5 * a)
-    theta = np.clip(np.where(np.isfinite(theta), theta, 0.0), -np.pi / 2, np.pi / 2)
-    kr, kflag = sep.kron_radius(data, x, y, a, b, theta, 6.0, mask=mask)
-    kr = np.where(np.isfinite(kr), kr, 0.0)
-    r_auto = np.maximum(cfg.kron_factor * kr, cfg.kron_min_radius)
-    fa, fae, fla = sep.sum_ellipse(data, x, y, a, b, theta, r_auto, err=phot_err, mask=mask, gain=cfg.gain,
-                                   subpix=1)
-    fla = fla.astype(np.int64) | kflag.astype(np.int64)
-    if phot_err is None:
-        fae = np.full(n, np.nan)
-    cat["kron_radius"], cat["flux_auto"], cat["flux_auto_err"], cat["flag_auto"] = kr, fa, fae, fla
-
-    rmax = np.maximum(6.0 * a, 1.0)
-    fr, _ = sep.flux_radius(data, x, y, rmax, cfg.flux_fraction, normflux=np.where(fa > 0, fa, 1.0),
-                            mask=mask, subpix=5)
-    cat["flux_radius"] = np.where(fa > 0, fr, np.nan)
-    sig = 2.0 / 2.35 * np.where(np.isfinite(cat["flux_radius"]), cat["flux_radius"], 1.0)
-    xw, yw, fw = sep.winpos(data, x, y, np.maximum(sig, 0.1), mask=mask)
-    cat["xwin"], cat["ywin"], cat["flag_win"] = xw, yw, fw
-    return cat, seg, abs_thresh
+        return cat, seg, rule.absolute
+    # Own writable float64 copies: SEP's memoryviews refuse pandas' read-only column views.
+    x, y, a, b, theta = (np.array(objects[k], dtype=np.float64) for k in ("x", "y", "a", "b", "theta"))
+    phot = measure_photometry(data, x, y, a, b, theta, error=err, mask=mask, gain=cfg.gain,
+                              aperture_radius=cfg.aperture_radius, aperture_subpix=cfg.aperture_subpix,
+                              kron_factor=cfg.kron_factor, kron_min_radius=cfg.kron_min_radius,
+                              flux_fraction=cfg.flux_fraction, apertures=_SepApertures)
+    for name, values in phot.items():
+        cat[name] = values
+    return cat, seg, rule.absolute
 
 
 def _run_array(cfg: ExtractionConfig, prep: _Prepared, xp) -> tuple[pd.DataFrame, Any, float]:
@@ -481,13 +441,13 @@ def _run_array(cfg: ExtractionConfig, prep: _Prepared, xp) -> tuple[pd.DataFrame
                       kron_min_radius=cfg.kron_min_radius, flux_fraction=cfg.flux_fraction,
                       photometry=cfg.photometry)
     cat = pd.DataFrame({k: to_numpy(v) for k, v in out.columns.items()})
-    cat = cat.astype({k: np.int64 for k in _INT_COLUMNS if k in cat.columns})
+    cat = cat.astype({k: np.int64 for k in INT_FIELDS if k in cat.columns})
     return cat, out.segmentation, out.threshold
 
 
-_CORES = {"sep": _run_sep, "array": _run_array}
+_CORES = {"sep": _run_sep, "array": _run_array}  # implementation name -> core(config, prepared, xp)
 
-_DEFAULT_MASK_BITS = int(MaskBits.BAD | MaskBits.SAT | MaskBits.CR | MaskBits.EDGE | MaskBits.NO_DATA)  # implementation name -> core(config, prepared, xp)
+_DEFAULT_MASK_BITS = int(MaskBits.BAD | MaskBits.SAT | MaskBits.CR | MaskBits.EDGE | MaskBits.NO_DATA)
 
 
 def _to_host(*values):
@@ -498,7 +458,7 @@ def _to_host(*values):
 # --------------------------------------------------------------------------- the stage
 
 
-class SourceExtractor:
+class SourceExtractor(Stage[ExtractionConfig]):
     """Detect and measure sources, SExtractor/SEP style, as a configure-once stage.
 
     Parameters
@@ -513,14 +473,12 @@ class SourceExtractor:
     >>> r.catalog[["x", "y", "flux", "flux_err"]]          # doctest: +SKIP
     """
 
-    def __init__(self, config: ExtractionConfig | None = None):
-        self.config = config or ExtractionConfig()
+    config_class = ExtractionConfig
+
+    def setup(self) -> None:
         self.device, self.implementation, self.xp = select_implementation(self.config.device,
                                                                           self.config.implementation)
         self._core = _CORES[self.implementation]
-
-    def __reduce__(self):  # Ray ships stages between processes: rebuild from the config (modules don't pickle)
-        return (type(self), (self.config,))
 
     def run(self, image, *, error=None, variance=None, mask=None, background=None, wcs=None,
             source: str | None = None) -> ExtractionResult:
@@ -562,13 +520,11 @@ class SourceExtractor:
         cat, seg, thresh = self._core(self.config, prep, self.xp)
         ra, dec = _wcs_radec(wcs, cat["x"].to_numpy(), cat["y"].to_numpy())
         cat["ra"], cat["dec"] = ra, dec
-        cat = cat[[c for c in SEP_COLUMNS + CATALOG_EXTRA_COLUMNS if c in cat]]  # photometry=False has fewer
-        cat = cat.astype({k: np.int64 for k in _INT_COLUMNS if k in cat.columns})
+        cat = cat[[c for c in CATALOG_FIELDS if c in cat]]  # photometry=False has fewer
+        cat = cat.astype({k: np.int64 for k in INT_FIELDS if k in cat.columns})
         return ExtractionResult(cat.reset_index(drop=True), seg if self.config.segmentation else None,
                                 prep.background, float(thresh), self.device,
                                 meta={"implementation": self.implementation})
-
-    __call__ = run
 
     def run_exposure(self, exposure, *, background=None, mask_bits: int = _DEFAULT_MASK_BITS) -> ExtractionResult:
         """Extract from an :class:`astroray.records.Exposure`.
@@ -583,10 +539,3 @@ class SourceExtractor:
         mask = (np.asarray(exposure.mask).astype(np.uint32) & np.uint32(int(mask_bits))) != 0
         return self.run(exposure.image, variance=exposure.variance, mask=mask, background=background,
                         wcs=exposure.header or None, source=exposure.exposure_id or None)
-
-
-def extract_sources(image, *, threshold: float = 1.5, error=None, mask=None, background=None,
-                    device: str = "cpu", **options) -> ExtractionResult:
-    """One-shot :class:`SourceExtractor` (``options`` are :class:`ExtractionConfig` fields)."""
-    cfg = ExtractionConfig(threshold=threshold, device=device, **options)
-    return SourceExtractor(cfg).run(image, error=error, mask=mask, background=background)

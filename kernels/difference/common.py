@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from astroray.errors import InvalidInputError
+from astroray.kernels.backend import fuse, get_fft
 
 __all__ = [
     "prepare_psf",
@@ -185,20 +186,13 @@ class FourierBackend:
         self.xp = xp
         self.workers = workers
         self.cpu_kernels = cpu_kernels
-        self.on_gpu = xp.__name__ == "cupy"
+        self.on_gpu = xp is not np
         if self.on_gpu:
-            import cupy
-            import cupyx.scipy.fft as cufft
-
             # Keep every plan of a ZOGY call (forward and inverse of a few shapes).
-            cache = cupy.fft.config.get_plan_cache()
+            cache = xp.fft.config.get_plan_cache()
             if cache.get_size() < 32:
                 cache.set_size(32)
-            self._fft = cufft
-        else:
-            import scipy.fft
-
-            self._fft = scipy.fft
+        self._fft = get_fft(xp)
 
     def rfft2(self, a, shape: tuple[int, int]):
         """Forward real FFT of ``a`` zero-padded to ``shape``."""
@@ -239,11 +233,7 @@ class FourierBackend:
 
     def fuse(self, fn):
         """``fn`` compiled into one GPU kernel by :func:`cupy.fuse`; unchanged on the CPU."""
-        if self.on_gpu:
-            import cupy
-
-            return cupy.fuse(fn)
-        return fn
+        return fuse(self.xp, fn)
 
     def elementwise(self, fn, arrays, scalars=(), out_dtypes=(), *, block_rows: int = 64):
         """Apply an element-wise ``fn(*arrays, *scalars) -> tuple`` and cast to ``out_dtypes``.

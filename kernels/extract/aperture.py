@@ -17,19 +17,14 @@ triangle/sector areas.
 """
 from __future__ import annotations
 
-import functools
 import math
 
-import numba
 import numpy as np
 
-from astroray.kernels.backend import array_module_of, bincount, numba_stream_for
+from astroray.kernels.backend import array_module_of, bincount
+from astroray.kernels.catalog import APER_ALLMASKED, APER_HASMASKED, APER_NONPOSITIVE, APER_TRUNC
 
 __all__ = [
-    "APER_TRUNC",
-    "APER_HASMASKED",
-    "APER_ALLMASKED",
-    "APER_NONPOSITIVE",
     "ellipse_coeffs",
     "ellipse_axes",
     "sum_circle",
@@ -38,14 +33,8 @@ __all__ = [
     "flux_radius",
     "winpos",
     "polygon_disk_overlap",
-    "winpos_cuda",
     "flux_radius_from_annuli",
 ]
-
-APER_TRUNC = 0x0010
-APER_HASMASKED = 0x0020
-APER_ALLMASKED = 0x0040
-APER_NONPOSITIVE = 0x0080
 
 _MAX_STAMP_ELEMENTS = 1 << 22  # pixels per batch of stamps (bounds memory on either device)
 
@@ -553,16 +542,17 @@ def flux_radius_from_annuli(sums, areas, mareas, rmax, frac, *, normflux=None, m
     return xp.where(i == 0, first, xp.where(i == nb, rmax, mid))
 
 
-_WIN_NITER = 16
-_WIN_NSIG = 4
-_WIN_STEPMIN = 1e-4
-_WIN_FAC = 2.0
+WIN_NITER = 16
+WIN_NSIG = 4
+WIN_STEPMIN = 1e-4
+WIN_FAC = 2.0
+"""SExtractor's windowed-centroid constants (iterations, window in sigma, step to stop at, step factor)."""
 
 
 def winpos(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
     """Windowed centroids (SExtractor's XWIN/YWIN; SEP's ``winpos``).
 
-    On the GPU this runs as :func:`winpos_cuda` (one thread per object);
+    On the GPU this runs as :func:`~astroray.kernels.extract.aperture_cuda.winpos_cuda` (one thread per object);
     elsewhere as the array code below, its twin.
 
     Gaussian-weighted centroid within ``4 sig``, iterated up to 16 times
@@ -576,6 +566,8 @@ def winpos(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
     """
     xp = array_module_of(data)
     if xp is not np:
+        from astroray.kernels.extract.aperture_cuda import winpos_cuda
+
         return winpos_cuda(data, x, y, sig, mask=mask, subpix=subpix, minsig=minsig)
     x = xp.asarray(x, dtype=xp.float64).copy()
     y = xp.asarray(y, dtype=xp.float64).copy()
@@ -585,12 +577,12 @@ def winpos(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
     if n == 0:
         return x, y, flag
     h, w = data.shape
-    r = _WIN_NSIG * sig
+    r = WIN_NSIG * sig
     rin = xp.maximum(r - 0.7072, 0.0)
     r_in2, r_out2, r2 = rin * rin, (r + 0.7072) ** 2, r * r
     inv2s2 = 1.0 / (2.0 * sig * sig)
     active = xp.ones(n, dtype=bool)
-    for _ in range(_WIN_NITER):
+    for _ in range(WIN_NITER):
         act = xp.nonzero(active)[0]
         if act.shape[0] == 0:
             break
@@ -644,145 +636,8 @@ def winpos(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
         with np.errstate(divide="ignore", invalid="ignore"):
             stepx = xp.where(pos, ddx_all / twv_all, 0.0)
             stepy = xp.where(pos, ddy_all / twv_all, 0.0)
-        x[act] = x[act] + stepx * _WIN_FAC
-        y[act] = y[act] + stepy * _WIN_FAC
-        done = ~pos | (stepx * stepx + stepy * stepy < _WIN_STEPMIN * _WIN_STEPMIN)
+        x[act] = x[act] + stepx * WIN_FAC
+        y[act] = y[act] + stepy * WIN_FAC
+        done = ~pos | (stepx * stepx + stepy * stepy < WIN_STEPMIN * WIN_STEPMIN)
         active[act] = ~done
     return x, y, flag
-
-
-# --------------------------------------------------------------------------- windowed positions on the GPU
-
-_cuda = None  # numba.cuda, bound on first GPU use (a module global so the simulator can swap it)
-
-
-def _winpos_body(o, data, mask, has_mask, x, y, sig, subpix, out_x, out_y, out_flag):
-    """SEP's ``sep_windowed`` for object ``o``: iterate the Gaussian-weighted centroid."""
-    h = data.shape[0]
-    w = data.shape[1]
-    xo = x[o]
-    yo = y[o]
-    s = sig[o]
-    flag = 0
-    inv2s2 = 1.0 / (2.0 * s * s)
-    r = _WIN_NSIG * s
-    r2 = r * r
-    rin = r - 0.7072
-    r_in2 = rin * rin if rin > 0.0 else 0.0
-    r_out2 = (r + 0.7072) * (r + 0.7072)
-    scale = 1.0 / subpix
-    scale2 = scale * scale
-    offset = 0.5 * (scale - 1.0)
-    for _ in range(_WIN_NITER):
-        xmin = int(xo - r + 0.5)
-        xmax = int(xo + r + 1.4999999)
-        ymin = int(yo - r + 0.5)
-        ymax = int(yo + r + 1.4999999)
-        if xmin < 0:
-            xmin = 0
-            flag |= APER_TRUNC
-        if xmax > w:
-            xmax = w
-            flag |= APER_TRUNC
-        if ymin < 0:
-            ymin = 0
-            flag |= APER_TRUNC
-        if ymax > h:
-            ymax = h
-            flag |= APER_TRUNC
-        tv = 0.0
-        twv = 0.0
-        totarea = 0.0
-        maskarea = 0.0
-        maskweight = 0.0
-        maskdx = 0.0
-        maskdy = 0.0
-        dxpos = 0.0
-        dypos = 0.0
-        for iy in range(ymin, ymax):
-            for ix in range(xmin, xmax):
-                dx = ix - xo
-                dy = iy - yo
-                rpix2 = dx * dx + dy * dy
-                if rpix2 < r_out2:
-                    if rpix2 > r_in2:
-                        overlap = 0.0
-                        sdy = dy + offset
-                        for _sy in range(subpix):
-                            sdx = dx + offset
-                            for _sx in range(subpix):
-                                if sdx * sdx + sdy * sdy < r2:
-                                    overlap += scale2
-                                sdx += scale
-                            sdy += scale
-                    else:
-                        overlap = 1.0
-                    pix = numba.float64(data[iy, ix])
-                    weight = math.exp(-rpix2 * inv2s2)
-                    if has_mask and mask[iy, ix]:
-                        flag |= APER_HASMASKED
-                        maskarea += overlap
-                        maskweight += overlap * weight
-                        maskdx += overlap * weight * dx
-                        maskdy += overlap * weight * dy
-                    else:
-                        tv += pix * overlap
-                        wpix = pix * overlap * weight
-                        twv += wpix
-                        dxpos += wpix * dx
-                        dypos += wpix * dy
-                    totarea += overlap
-        if has_mask and maskarea > 0.0:
-            unmasked = totarea - maskarea
-            avg = tv / unmasked if unmasked > 0.0 else 0.0  # the mean unmasked value stands in
-            twv += avg * maskweight
-            dxpos += avg * maskdx
-            dypos += avg * maskdy
-        if twv > 0.0:
-            dxpos /= twv
-            dypos /= twv
-            xo += dxpos * _WIN_FAC
-            yo += dypos * _WIN_FAC
-        else:
-            break
-        if dxpos * dxpos + dypos * dypos < _WIN_STEPMIN * _WIN_STEPMIN:
-            break
-    out_x[o] = xo
-    out_y[o] = yo
-    out_flag[o] = flag
-
-
-@functools.cache
-def _winpos_kernel():
-    global _cuda
-    from numba import cuda as numba_cuda
-
-    _cuda = numba_cuda
-    body = numba_cuda.jit(device=True)(_winpos_body)
-
-    @numba_cuda.jit
-    def kernel(data, mask, has_mask, x, y, sig, subpix, out_x, out_y, out_flag):
-        o = _cuda.grid(1)
-        if o < x.shape[0]:
-            body(o, data, mask, has_mask, x, y, sig, subpix, out_x, out_y, out_flag)
-
-    return kernel
-
-
-def winpos_cuda(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
-    """:func:`winpos` with one CUDA thread per object (CuPy arrays, or NumPy under the simulator)."""
-    xp = array_module_of(data)
-    x = xp.asarray(x, dtype=xp.float64)
-    y = xp.asarray(y, dtype=xp.float64)
-    n = x.shape[0]
-    sig = xp.maximum(xp.broadcast_to(xp.asarray(sig, dtype=xp.float64), x.shape), minsig).copy()
-    out_x = x.copy()
-    out_y = y.copy()
-    out_flag = xp.zeros(n, dtype=xp.int64)
-    if n:
-        m = xp.zeros((1, 1), dtype=bool) if mask is None else xp.ascontiguousarray(mask)
-        threads = 64
-        _winpos_kernel()[(n + threads - 1) // threads, threads, numba_stream_for(out_x)](
-            xp.ascontiguousarray(data, dtype=xp.float32), m, mask is not None, x, y, sig, int(subpix), out_x, out_y,
-            out_flag)
-    return out_x, out_y, out_flag

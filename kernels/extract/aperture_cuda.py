@@ -1,4 +1,4 @@
-"""Aperture sums, Kron radii and flux-radius annuli as CUDA kernels: one thread per object.
+"""Aperture sums, Kron radii, flux-radius annuli and windowed positions as CUDA kernels: one thread per object.
 
 Each thread walks its object's box pixel by pixel exactly as SEP's
 ``aper.c`` does, which on a GPU costs one launch per quantity instead of
@@ -14,17 +14,15 @@ import math
 import numba
 import numpy as np
 
-from astroray.kernels.backend import array_module_of, numba_stream_for
+from numba import cuda
 
-__all__ = ["sum_aperture_cuda", "kron_radius_cuda", "annuli_cuda", "annuli_cpu"]
+from astroray.kernels.backend import array_module_of, launch
+from astroray.kernels.catalog import APER_ALLMASKED, APER_HASMASKED, APER_NONPOSITIVE, APER_TRUNC
+from astroray.kernels.extract.aperture import WIN_FAC, WIN_NITER, WIN_NSIG, WIN_STEPMIN
 
-APER_TRUNC = 0x0010
-APER_HASMASKED = 0x0020
-APER_ALLMASKED = 0x0040
-APER_NONPOSITIVE = 0x0080
+__all__ = ["sum_aperture_cuda", "kron_radius_cuda", "annuli_cuda", "annuli_cpu", "winpos_cuda"]
+
 _BIG = 1e30
-
-cuda = None  # numba.cuda, bound on first use (a module global so the simulator can swap it)
 
 
 def _edge_area(ax, ay, bx, by):
@@ -279,18 +277,97 @@ def _make(jit):
                             areas[o, j] += 1.0
         out_flag[o] = flag
 
-    return aperture, kron, annuli
+    @jit
+    def windowed(o, data, mask, has_mask, x, y, sig, subpix, out_x, out_y, out_flag):
+        """SEP's ``sep_windowed`` for object ``o``: iterate the Gaussian-weighted centroid."""
+        h = data.shape[0]
+        w = data.shape[1]
+        xo = x[o]
+        yo = y[o]
+        s = sig[o]
+        flag = 0
+        inv2s2 = 1.0 / (2.0 * s * s)
+        r = WIN_NSIG * s
+        r2 = r * r
+        rin = r - 0.7072
+        r_in2 = rin * rin if rin > 0.0 else 0.0
+        r_out2 = (r + 0.7072) * (r + 0.7072)
+        scale = 1.0 / subpix
+        scale2 = scale * scale
+        offset = 0.5 * (scale - 1.0)
+        for _ in range(WIN_NITER):
+            xmin, xmax, ymin, ymax, trunc = box(xo, yo, r, r, w, h)
+            flag |= trunc
+            tv = 0.0
+            twv = 0.0
+            totarea = 0.0
+            maskarea = 0.0
+            maskweight = 0.0
+            maskdx = 0.0
+            maskdy = 0.0
+            dxpos = 0.0
+            dypos = 0.0
+            for iy in range(ymin, ymax):
+                for ix in range(xmin, xmax):
+                    dx = ix - xo
+                    dy = iy - yo
+                    rpix2 = dx * dx + dy * dy
+                    if rpix2 < r_out2:
+                        if rpix2 > r_in2:
+                            overlap = 0.0
+                            sdy = dy + offset
+                            for _sy in range(subpix):
+                                sdx = dx + offset
+                                for _sx in range(subpix):
+                                    if sdx * sdx + sdy * sdy < r2:
+                                        overlap += scale2
+                                    sdx += scale
+                                sdy += scale
+                        else:
+                            overlap = 1.0
+                        pix = numba.float64(data[iy, ix])
+                        weight = math.exp(-rpix2 * inv2s2)
+                        if has_mask and mask[iy, ix]:
+                            flag |= APER_HASMASKED
+                            maskarea += overlap
+                            maskweight += overlap * weight
+                            maskdx += overlap * weight * dx
+                            maskdy += overlap * weight * dy
+                        else:
+                            tv += pix * overlap
+                            wpix = pix * overlap * weight
+                            twv += wpix
+                            dxpos += wpix * dx
+                            dypos += wpix * dy
+                        totarea += overlap
+            if has_mask and maskarea > 0.0:
+                unmasked = totarea - maskarea
+                avg = tv / unmasked if unmasked > 0.0 else 0.0  # the mean unmasked value stands in
+                twv += avg * maskweight
+                dxpos += avg * maskdx
+                dypos += avg * maskdy
+            if twv > 0.0:
+                dxpos /= twv
+                dypos /= twv
+                xo += dxpos * WIN_FAC
+                yo += dypos * WIN_FAC
+            else:
+                break
+            if dxpos * dxpos + dypos * dypos < WIN_STEPMIN * WIN_STEPMIN:
+                break
+        out_x[o] = xo
+        out_y[o] = yo
+        out_flag[o] = flag
+
+    return aperture, kron, annuli, windowed
 
 
 @functools.cache
 def _kernels():
-    global cuda
-    from numba import cuda as numba_cuda
+    """The CUDA kernels, compiled on first use (one thread per object)."""
+    aperture, kron, annuli, windowed = _make(cuda.jit(device=True))
 
-    cuda = numba_cuda
-    aperture, kron, annuli = _make(numba_cuda.jit(device=True))
-
-    @numba_cuda.jit
+    @cuda.jit
     def aperture_kernel(data, err, err_map, errvar, mask, has_mask, gain, x, y, ellipse, a, b, theta, r, subpix,
                         out_flux, out_err, out_flag):
         o = cuda.grid(1)
@@ -298,28 +375,25 @@ def _kernels():
             aperture(o, data, err, err_map, errvar, mask, has_mask, gain, x, y, ellipse, a, b, theta, r, subpix,
                      out_flux, out_err, out_flag)
 
-    @numba_cuda.jit
+    @cuda.jit
     def kron_kernel(data, mask, has_mask, x, y, cxx, cyy, cxy, r, out_kr, out_flag):
         o = cuda.grid(1)
         if o < x.shape[0]:
             kron(o, data, mask, has_mask, x, y, cxx, cyy, cxy, r, out_kr, out_flag)
 
-    @numba_cuda.jit
+    @cuda.jit
     def annuli_kernel(data, mask, has_mask, x, y, rmax, subpix, sums, areas, mareas, out_flag):
         o = cuda.grid(1)
         if o < x.shape[0]:
             annuli(o, data, mask, has_mask, x, y, rmax, subpix, sums, areas, mareas, out_flag)
 
-    return aperture_kernel, kron_kernel, annuli_kernel
+    @cuda.jit
+    def winpos_kernel(data, mask, has_mask, x, y, sig, subpix, out_x, out_y, out_flag):
+        o = cuda.grid(1)
+        if o < x.shape[0]:
+            windowed(o, data, mask, has_mask, x, y, sig, subpix, out_x, out_y, out_flag)
 
-
-_THREADS = 64
-
-
-def _launch(kernel, n, *args):
-    """One thread per object, on CuPy's current stream (the first argument is the image)."""
-    if n:
-        kernel[(n + _THREADS - 1) // _THREADS, _THREADS, numba_stream_for(args[0])](*args)
+    return aperture_kernel, kron_kernel, annuli_kernel, winpos_kernel
 
 
 def _vec(v, n, xp):
@@ -348,7 +422,7 @@ def sum_aperture_cuda(data, x, y, r, *, a=None, b=None, theta=None, error=None, 
     flux = xp.zeros(n, dtype=xp.float64)
     ferr = xp.zeros(n, dtype=xp.float64)
     flag = xp.zeros(n, dtype=xp.int64)
-    _launch(_kernels()[0], n, xp.ascontiguousarray(data, dtype=xp.float32), err, err_map, errvar, m, has_mask,
+    launch(_kernels()[0], n, xp.ascontiguousarray(data, dtype=xp.float32), err, err_map, errvar, m, has_mask,
             float(gain or 0.0), x, y, ellipse, a_, b_, t_, r, int(subpix), flux, ferr, flag)
     return flux, ferr, flag
 
@@ -361,7 +435,7 @@ def kron_radius_cuda(data, x, y, cxx, cyy, cxy, r, *, mask=None):
     m, has_mask = _mask_arg(mask, xp)
     kr = xp.zeros(n, dtype=xp.float64)
     flag = xp.zeros(n, dtype=xp.int64)
-    _launch(_kernels()[1], n, xp.ascontiguousarray(data, dtype=xp.float32), m, has_mask, x, _vec(y, n, xp),
+    launch(_kernels()[1], n, xp.ascontiguousarray(data, dtype=xp.float32), m, has_mask, x, _vec(y, n, xp),
             _vec(cxx, n, xp), _vec(cyy, n, xp), _vec(cxy, n, xp), _vec(r, n, xp), kr, flag)
     return kr, flag
 
@@ -376,14 +450,14 @@ def annuli_cuda(data, x, y, rmax, *, nbins, mask=None, subpix=5):
     areas = xp.zeros((n, nbins), dtype=xp.float64)
     mareas = xp.zeros((n, nbins), dtype=xp.float64)
     flag = xp.zeros(n, dtype=xp.int64)
-    _launch(_kernels()[2], n, xp.ascontiguousarray(data, dtype=xp.float32), m, has_mask, x, _vec(y, n, xp),
+    launch(_kernels()[2], n, xp.ascontiguousarray(data, dtype=xp.float32), m, has_mask, x, _vec(y, n, xp),
             _vec(rmax, n, xp), int(subpix), sums, areas, mareas, flag)
     return sums, areas, mareas, flag
 
 
 @functools.cache
 def _cpu_annuli():
-    _, _, annuli = _make(numba.njit)
+    _, _, annuli, _ = _make(numba.njit)
 
     @numba.njit
     def all_objects(data, mask, has_mask, x, y, rmax, subpix, sums, areas, mareas, out_flag):
@@ -406,3 +480,19 @@ def annuli_cpu(data, x, y, rmax, *, nbins, mask=None, subpix=5):
         _cpu_annuli()(np.ascontiguousarray(data, dtype=np.float32), m, has_mask, x, _vec(y, n, np), _vec(rmax, n, np),
                       int(subpix), sums, areas, mareas, flag)
     return sums, areas, mareas, flag
+
+
+def winpos_cuda(data, x, y, sig, *, mask=None, subpix=11, minsig=2.0 / 2.35 * 0.5):
+    """:func:`~astroray.kernels.extract.aperture.winpos` with one CUDA thread per object."""
+    xp = array_module_of(data)
+    x = xp.asarray(x, dtype=xp.float64)
+    y = xp.asarray(y, dtype=xp.float64)
+    n = x.shape[0]
+    sig = xp.maximum(xp.broadcast_to(xp.asarray(sig, dtype=xp.float64), x.shape), minsig).copy()
+    out_x = x.copy()
+    out_y = y.copy()
+    out_flag = xp.zeros(n, dtype=xp.int64)
+    m, has_mask = _mask_arg(mask, xp)
+    launch(_kernels()[3], n, xp.ascontiguousarray(data, dtype=xp.float32), m, has_mask, x, y, sig, int(subpix),
+           out_x, out_y, out_flag)
+    return out_x, out_y, out_flag

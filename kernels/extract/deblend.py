@@ -32,9 +32,12 @@ from typing import Any
 import numba
 import numpy as np
 
-from astroray.kernels.backend import array_module_of, bincount, numba_stream_for, to_numpy
+from numba import cuda
+
+from astroray.kernels.backend import array_module_of, bincount, launch, to_numpy
 from astroray.kernels.extract.detect import PixelList
-from astroray.kernels.extract.measure import OBJ_MERGED, OBJ_TRUNC, analyse
+from astroray.kernels.catalog import OBJ_MERGED, OBJ_SINGU, OBJ_TRUNC
+from astroray.kernels.extract.measure import analyse
 
 __all__ = ["DeblendOutput", "deblend", "deblend_trees", "seed_trees_cpu", "seed_trees_cuda"]
 
@@ -192,15 +195,8 @@ def _cpu_routines():
     return all_objects
 
 
-cuda = None  # numba.cuda, imported on first GPU use (a module global so the simulator can swap it)
-
-
 @functools.cache
 def _cuda_routines():
-    global cuda
-    from numba import cuda as numba_cuda
-
-    cuda = numba_cuda
     one_object = _make_tree_kernel(cuda.jit(device=True))
 
     @cuda.jit
@@ -243,7 +239,7 @@ def _tree_inputs(pixels, thresh0, peak, xp):
                 thresh0=xp.asarray(thresh0, dtype=xp.float32), peak=xp.asarray(peak, dtype=xp.float32)), big_n
 
 
-def _run_trees(routine, inputs, big_n, n, nthresh, mincont, min_area, xp, launch=None):
+def _run_trees(routine, inputs, big_n, n, nthresh, mincont, min_area, xp, *, on_cuda=False):
     area = max(big_n, 1)
     lab = xp.zeros(nthresh * area, dtype=xp.int32)
     nflux = xp.zeros(nthresh * area, dtype=xp.float64)
@@ -259,11 +255,10 @@ def _run_trees(routine, inputs, big_n, n, nthresh, mincont, min_area, xp, launch
             inputs["ymin"], inputs["bw"], inputs["goff"], inputs["grid"], inputs["thresh0"], inputs["peak"],
             int(nthresh), float(mincont), deb_min, lab, nflux, nnpix, nok, npass, seed_of_pixel, seed_level,
             seed_root, nseeds)
-    if launch is None:
+    if not on_cuda:
         routine(*args)
-    elif n:
-        threads = 64
-        routine[(n + threads - 1) // threads, threads, numba_stream_for(lab)](*args)
+    else:
+        launch(routine, n, *args)
     return SeedTrees(seed_of_pixel[:big_n], nseeds[:n], seed_level[:big_n])
 
 
@@ -293,7 +288,7 @@ def seed_trees_cuda(pixels, thresh0, peak, *, nthresh, mincont, min_area):
     xp = array_module_of(pixels.x)
     inputs, big_n = _tree_inputs(pixels, thresh0, peak, xp)
     return _run_trees(_cuda_routines(), inputs, big_n, pixels.n_objects, nthresh, mincont, min_area, xp,
-                      launch="cuda")
+                      on_cuda=True)
 
 
 def deblend_trees(pixels, thresh0, peak, *, nthresh, mincont, min_area, backend="auto"):
@@ -439,5 +434,5 @@ def deblend(pixels, object_thresh, *, nthresh, mincont, min_area, image_shape, b
     fedge = (final.x == 0) | (final.x == w - 1) | (final.y == 0) | (final.y == h - 1)
     flag = xp.where(bincount(final.obj, weights=fedge.astype(xp.float64), minlength=n_final)[:n_final] > 0,
                     OBJ_TRUNC, 0).astype(xp.int64)
-    flag[seed_final] = OBJ_MERGED | xp.where(seed_trunc, OBJ_TRUNC, 0) | (sm["flag"] & 0x0008)
+    flag[seed_final] = OBJ_MERGED | xp.where(seed_trunc, OBJ_TRUNC, 0) | (sm["flag"] & OBJ_SINGU)
     return DeblendOutput(final, thresh.astype(xp.float32), (cx, cy), is_seed, flag)

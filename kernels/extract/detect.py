@@ -16,7 +16,7 @@ import numpy as np
 
 from astroray.kernels.backend import array_module_of, bincount, get_ndimage
 
-__all__ = ["convolve_image", "matched_filter", "PixelList", "Detection", "detect"]
+__all__ = ["convolve_image", "matched_filter", "PixelList", "Detection", "ThresholdRule", "threshold_rule", "detect"]
 
 
 def _normalised(kernel, xp):
@@ -109,6 +109,53 @@ class PixelList:
         return out
 
 
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How a detection threshold meets the noise: the one rule both extraction implementations follow.
+
+    Attributes
+    ----------
+    value : float
+        The threshold handed to the detector.
+    noise : None, float or array (H, W)
+        The 1-sigma error ``value`` is relative to; None for an absolute ``value``.
+    absolute : float
+        The absolute threshold where it is one number, else NaN (a threshold map).
+    """
+
+    value: float
+    noise: Any
+    absolute: float
+
+
+def threshold_rule(threshold: float, *, relative: bool, error=None) -> ThresholdRule:
+    """What a detector gets for ``threshold`` (relative to ``error`` or absolute) and the noise it has.
+
+    * relative: ``threshold`` times ``error`` (a number or a map; required);
+    * absolute with a scalar ``error``: ``threshold / error`` relative to it
+      (SEP's threshold is relative whenever it is given an error);
+    * absolute with an error map, or without an error: ``threshold`` in
+      image units, detected without the map (SEP cannot combine an absolute
+      threshold with a map; position errors still come from the map).
+
+    Raises
+    ------
+    ValueError
+        A relative threshold without an error.
+    """
+    threshold = float(threshold)
+    if relative:
+        if error is None:
+            raise ValueError("a relative threshold needs an error")
+        if np.ndim(error) == 0:
+            absolute = float(np.float32(np.float32(threshold) * np.float32(float(error))))
+            return ThresholdRule(threshold, float(error), absolute)
+        return ThresholdRule(threshold, error, float("nan"))
+    if error is not None and np.ndim(error) == 0:
+        return ThresholdRule(threshold / float(error), float(error), threshold)
+    return ThresholdRule(threshold, None, threshold)
+
+
 @dataclass
 class Detection:
     """What :func:`detect` returns."""
@@ -161,20 +208,16 @@ def detect(data, *, threshold, relative, error=None, mask=None, kernel=None, mat
         var_scalar = np.float32(float(error) ** 2)
 
     cimg = data if kernel is None else convolve_image(data, kernel)
-    if relative:
-        if error is None:
-            raise ValueError("a relative threshold needs an error")
-        if noise_map:
-            thresh_img = (np.float32(threshold) * xp.asarray(error, dtype=xp.float32)).astype(xp.float32)
-            scalar_threshold = float("nan")
-        else:
-            thresh_img = None
-            scalar_threshold = float(np.float32(np.float32(threshold) * np.float32(error)))
+    rule = threshold_rule(threshold, relative=relative, error=error)
+    map_threshold = rule.noise is not None and np.ndim(rule.noise) != 0
+    if map_threshold:
+        thresh_img = (np.float32(rule.value) * xp.asarray(rule.noise, dtype=xp.float32)).astype(xp.float32)
+        scalar_threshold = float("nan")
     else:
         thresh_img = None
-        scalar_threshold = float(np.float32(threshold))
+        scalar_threshold = float(np.float32(rule.absolute))  # SEP compares in float32
 
-    if kernel is not None and matched and noise_map and relative:
+    if kernel is not None and matched and map_threshold:
         v = var_img if mask is None else xp.where(mask, xp.inf, var_img)
         above = matched_filter(data, v, kernel) > np.float32(threshold)
     elif thresh_img is not None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from astroray.kernels.backend import array_module_of, bincount, to_numpy
+from astroray.kernels.catalog import OBJ_SINGU, OBJ_TRUNC
 
 __all__ = ["moments_errors", "analyse", "minarea_threshold", "segment_max_first", "segment_min_max_int",
-           "segment_kth_largest", "lutz_chain_rank", "OBJ_MERGED", "OBJ_TRUNC", "OBJ_DOVERFLOW", "OBJ_SINGU"]
+           "segment_kth_largest", "lutz_chain_rank"]
 
 
 def moments_errors(segmentation, data, error, catalog, *, gain=None, filtered=None):
@@ -48,11 +49,6 @@ def moments_errors(segmentation, data, error, catalog, *, gain=None, filtered=No
 
 
 # --------------------------------------------------------------------------- segment reductions
-
-OBJ_MERGED = 0x0001
-OBJ_TRUNC = 0x0002
-OBJ_DOVERFLOW = 0x0004
-OBJ_SINGU = 0x0008
 
 
 def _orderable(values):

@@ -12,27 +12,19 @@ from typing import Any
 import numpy as np
 
 from astroray.kernels.backend import array_module_of, bincount, to_numpy
+from astroray.kernels.catalog import INT_FIELDS, KERNEL_FLOAT32_FIELDS, NOISE_FIELDS, PHOTOMETRY_FIELDS, SEP_FIELDS
 from astroray.kernels.extract import aperture as ap
 from astroray.kernels.extract.clean import clean_survivors
 from astroray.kernels.extract.detect import detect
 from astroray.kernels.extract.measure import analyse, minarea_threshold
 
-__all__ = ["ExtractOutput", "extract", "SEP_FIELDS"]
-
-SEP_FIELDS = ("thresh", "npix", "tnpix", "xmin", "xmax", "ymin", "ymax", "x", "y", "x2", "y2", "xy",
-              "errx2", "erry2", "errxy", "a", "b", "theta", "cxx", "cyy", "cxy", "cflux", "flux",
-              "cpeak", "peak", "xcpeak", "ycpeak", "xpeak", "ypeak", "flag")
-_PHOTOMETRY_FIELDS = ("flux_aper", "flux_aper_err", "flag_aper", "kron_radius", "flux_auto", "flux_auto_err",
-                      "flag_auto", "flux_radius", "xwin", "ywin", "flag_win")
-_FLOAT32_FIELDS = {"thresh", "a", "b", "theta", "cxx", "cyy", "cxy", "cflux", "flux", "cpeak", "peak"}
-_INT_FIELDS = {"npix", "tnpix", "xmin", "xmax", "ymin", "ymax", "xcpeak", "ycpeak", "xpeak", "ypeak", "flag",
-               "flag_aper", "flag_auto", "flag_win"}
+__all__ = ["ExtractOutput", "extract", "measure_photometry", "ArrayApertures"]
 
 
 def _empty_columns(xp, photometry):
     """The catalog columns of no object, with the dtypes a non-empty extraction gives them."""
-    names = SEP_FIELDS + ("flux_err", "snr") + (_PHOTOMETRY_FIELDS if photometry else ())
-    return {k: xp.zeros(0, dtype=xp.int64 if k in _INT_FIELDS else xp.float32 if k in _FLOAT32_FIELDS
+    names = SEP_FIELDS + NOISE_FIELDS + (PHOTOMETRY_FIELDS if photometry else ())
+    return {k: xp.zeros(0, dtype=xp.int64 if k in INT_FIELDS else xp.float32 if k in KERNEL_FLOAT32_FIELDS
                         else xp.float64) for k in names}
 
 
@@ -129,33 +121,91 @@ def extract(data, *, threshold, threshold_type="relative", error=None, mask=None
     with np.errstate(divide="ignore", invalid="ignore"):
         cols["snr"] = xp.where(flux_err > 0, flux / flux_err, xp.nan)
 
-    x, y = cols["x"], cols["y"]
-    a = cols["a"].astype(xp.float64)
-    b = cols["b"].astype(xp.float64)
-    theta = cols["theta"].astype(xp.float64)
     if not photometry:  # detection only: positions, moments, isophotal flux
         return ExtractOutput(cols, seg, det.threshold)
-    f, fe, fl = ap.sum_circle(data, x, y, aperture_radius, error=error, mask=mask, gain=gain,
-                              subpix=aperture_subpix)
-    cols["flux_aper"], cols["flux_aper_err"], cols["flag_aper"] = f, fe if has_noise else xp.full(n, xp.nan), fl
+    cols.update(measure_photometry(data, cols["x"], cols["y"], cols["a"], cols["b"], cols["theta"], error=error,
+                                   mask=mask, gain=gain, aperture_radius=aperture_radius,
+                                   aperture_subpix=aperture_subpix, kron_factor=kron_factor,
+                                   kron_min_radius=kron_min_radius, flux_fraction=flux_fraction))
+    return ExtractOutput(cols, seg, det.threshold)
 
-    # Same guard as the SEP path (which must pass SEP's checks): degenerate or non-finite
-    # ellipses (b = 0, NaN moments of non-positive objects) get a small round stand-in.
+
+class ArrayApertures:
+    """The aperture primitives of :func:`measure_photometry` as astroray's array code (and CUDA kernels)."""
+
+    @staticmethod
+    def sum_circle(data, x, y, r, *, error, mask, gain, subpix):
+        return ap.sum_circle(data, x, y, r, error=error, mask=mask, gain=gain, subpix=subpix)
+
+    @staticmethod
+    def kron_radius(data, x, y, a, b, theta, r, *, mask):
+        cxx, cyy, cxy = ap.ellipse_coeffs(a, b, theta)
+        return ap.kron_radius(data, x, y, cxx, cyy, cxy, r, mask=mask)
+
+    @staticmethod
+    def sum_ellipse(data, x, y, a, b, theta, r, *, error, mask, gain, subpix):
+        return ap.sum_ellipse(data, x, y, a, b, theta, r, error=error, mask=mask, gain=gain, subpix=subpix)
+
+    @staticmethod
+    def flux_radius(data, x, y, rmax, frac, *, normflux, mask, subpix):
+        return ap.flux_radius(data, x, y, rmax, frac, normflux=normflux, mask=mask, subpix=subpix)
+
+    @staticmethod
+    def winpos(data, x, y, sig, *, mask):
+        return ap.winpos(data, x, y, sig, mask=mask)
+
+
+def measure_photometry(data, x, y, a, b, theta, *, error=None, mask=None, gain=None, aperture_radius=5.0,
+                       aperture_subpix=5, kron_factor=2.5, kron_min_radius=3.5, flux_fraction=0.5,
+                       apertures=ArrayApertures) -> dict:
+    """SExtractor's photometry columns of the objects at ``(x, y)`` with ellipses ``(a, b, theta)``.
+
+    The one photometry rule of both extraction implementations: ``apertures``
+    supplies the primitives (:class:`ArrayApertures` here; SEP's functions in
+    :mod:`astroray.imaging.extraction`).  Circular aperture of
+    ``aperture_radius``; FLUX_AUTO in the Kron ellipse of
+    ``max(kron_factor * kron_radius, kron_min_radius)`` (Kron radius from the
+    first moment within 6 a); the radius enclosing ``flux_fraction`` of
+    FLUX_AUTO; windowed positions with sigma ``2 / 2.35 * flux_radius`` (1 where
+    that is not finite), at least 0.1.  Errors are NaN without ``error``.
+
+    Returns
+    -------
+    dict of arrays: flux_aper, flux_aper_err, flag_aper, kron_radius, flux_auto,
+    flux_auto_err, flag_auto, flux_radius, xwin, ywin, flag_win
+    """
+    xp = array_module_of(x)
+    n = int(x.shape[0])
+    has_noise = error is not None
+    nan = xp.full(n, xp.nan)
+    out = {}
+    f, fe, fl = apertures.sum_circle(data, x, y, aperture_radius, error=error, mask=mask, gain=gain,
+                                     subpix=aperture_subpix)
+    out["flux_aper"], out["flux_aper_err"], out["flag_aper"] = f, fe if has_noise else nan, fl
+
+    # Degenerate or non-finite ellipses (b = 0, NaN moments of non-positive objects) get a small round
+    # stand-in, and a float32 theta of pi/2 that rounds just above it in float64 (vertical streaks) is
+    # clipped: SEP rejects both.
+    a = xp.asarray(a, dtype=xp.float64)
+    b = xp.asarray(b, dtype=xp.float64)
+    theta = xp.asarray(theta, dtype=xp.float64)
     a = xp.where(xp.isfinite(a) & (a > 0), a, 0.5)
     b = xp.where(xp.isfinite(b) & (b > 0), xp.minimum(b, a), 0.5 * a)
     theta = xp.clip(xp.where(xp.isfinite(theta), theta, 0.0), -np.pi / 2, np.pi / 2)
-    cxx, cyy, cxy = ap.ellipse_coeffs(a, b, theta)
-    kr, kflag = ap.kron_radius(data, x, y, cxx, cyy, cxy, 6.0, mask=mask)
+    kr, kflag = apertures.kron_radius(data, x, y, a, b, theta, 6.0, mask=mask)
+    kr = xp.where(xp.isfinite(kr), kr, 0.0)
     r_auto = xp.maximum(kron_factor * kr, kron_min_radius)
-    fa, fae, fla = ap.sum_ellipse(data, x, y, a, b, theta, r_auto, error=error, mask=mask, gain=gain, subpix=1)
-    cols["kron_radius"], cols["flux_auto"] = kr, fa
-    cols["flux_auto_err"] = fae if has_noise else xp.full(n, xp.nan)
-    cols["flag_auto"] = fla | kflag
+    fa, fae, fla = apertures.sum_ellipse(data, x, y, a, b, theta, r_auto, error=error, mask=mask, gain=gain,
+                                         subpix=1)
+    out["kron_radius"], out["flux_auto"] = kr, fa
+    out["flux_auto_err"] = fae if has_noise else nan
+    out["flag_auto"] = fla.astype(xp.int64) | kflag.astype(xp.int64)
 
-    fr, _ = ap.flux_radius(data, x, y, xp.maximum(6.0 * a, 1.0), flux_fraction,
-                           normflux=xp.where(fa > 0, fa, 1.0), mask=mask, subpix=5)
-    cols["flux_radius"] = xp.where(fa > 0, fr, xp.nan)
-    sig = 2.0 / 2.35 * xp.where(fa > 0, fr, 1.0)
-    xw, yw, fw = ap.winpos(data, x, y, xp.maximum(sig, 0.1), mask=mask)
-    cols["xwin"], cols["ywin"], cols["flag_win"] = xw, yw, fw
-    return ExtractOutput(cols, seg, det.threshold)
+    fr, _ = apertures.flux_radius(data, x, y, xp.maximum(6.0 * a, 1.0), flux_fraction,
+                                  normflux=xp.where(fa > 0, fa, 1.0), mask=mask, subpix=5)
+    flux_radius = xp.where(fa > 0, fr, xp.nan)
+    out["flux_radius"] = flux_radius
+    sig = 2.0 / 2.35 * xp.where(xp.isfinite(flux_radius), flux_radius, 1.0)
+    xw, yw, fw = apertures.winpos(data, x, y, xp.maximum(sig, 0.1), mask=mask)
+    out["xwin"], out["ywin"], out["flag_win"] = xw, yw, fw
+    return out

@@ -8,15 +8,8 @@ from numpy.testing import assert_allclose
 
 from astroray.errors import InvalidInputError
 from astroray.imaging.background import Background, BackgroundConfig
-from astroray.imaging.extraction import (
-    APER_HASMASKED,
-    APER_TRUNC,
-    CATALOG_EXTRA_COLUMNS,
-    SEP_COLUMNS,
-    ExtractionConfig,
-    ExtractionResult,
-    SourceExtractor,
-)
+from astroray.imaging.extraction import ExtractionConfig, ExtractionResult, SourceExtractor
+from astroray.kernels.catalog import APER_HASMASKED, APER_TRUNC, CATALOG_FIELDS
 from astroray.kernels.extract.testing import star_field
 from astroray.records import CATALOG_COLUMNS
 
@@ -92,7 +85,7 @@ def test_photometry_matches_sextractor(sextractor_run):
 def test_catalog_record_columns(sextractor_run):
     result, _, bkg = sextractor_run
     cat = result.catalog
-    for name in CATALOG_COLUMNS + SEP_COLUMNS + CATALOG_EXTRA_COLUMNS:
+    for name in CATALOG_COLUMNS + CATALOG_FIELDS:
         assert name in cat.columns, name
     assert cat["ra"].isna().all() and cat["dec"].isna().all()  # no WCS given
     assert (cat["flux_err"] > 0).all()
