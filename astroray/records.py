@@ -4,7 +4,7 @@
 * :class:`LightCurve` -- one object's photometry, detections and non-detections.
 * :class:`Alert` -- one difference-image candidate, its history and cutouts.
 * Catalogs are plain Arrow/pandas tables with SEP column names (see
-  :data:`CATALOG_COLUMNS`).
+  :data:`CATALOG_SCHEMA`, :data:`CATALOG_COLUMNS`).
 
 Fluxes are in nanojansky (nJy, as Rubin publishes them); AB magnitudes map
 through ``mag = 31.4 - 2.5 log10(flux / nJy)``.  Band names are normalised to
@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from astroray.errors import InvalidInputError, InvalidLightCurveError
+from astroray.kernels.catalog import CATALOG_FIELDS, catalog_dtype
 
 __all__ = [
     "MaskBits",
@@ -33,6 +34,7 @@ __all__ = [
     "flux_to_mag",
     "normalize_band",
     "CATALOG_COLUMNS",
+    "CATALOG_SCHEMA",
     "LIGHTCURVE_SCHEMA",
     "ALERT_SCHEMA",
     "ALERT_OPTIONAL_COLUMNS",
@@ -429,5 +431,27 @@ def table_to_alerts(table: pa.Table) -> list[Alert]:
     return out
 
 
-CATALOG_COLUMNS = ("x", "y", "ra", "dec", "flux", "flux_err", "snr", "a", "b", "theta", "npix", "peak", "flag")
-"""Columns every Catalog table carries (SEP names, plus ra, dec, snr); extractors may add more."""
+def _catalog_field(name: str, arrow_type=None) -> pa.Field:
+    if arrow_type is None:
+        arrow_type = pa.int64() if catalog_dtype(name) == np.int64 else pa.float64()
+    return pa.field(name, arrow_type)
+
+
+CATALOG_SCHEMA = pa.schema(
+    [_catalog_field("pair_id", pa.string()), _catalog_field("exposure_id", pa.string())]
+    + [_catalog_field(c) for c in ("x", "y", "ra", "dec", "flux", "flux_err", "snr", "a", "b", "theta", "peak",
+                                   "npix", "flag")]
+    + [_catalog_field("sign", pa.int8())]
+    # added later, so at the end: older part files are a prefix of this schema
+    + [_catalog_field("x_iso", pa.float64()), _catalog_field("y_iso", pa.float64()),
+       _catalog_field("on_streak", pa.bool_()), _catalog_field("under_streak", pa.bool_())])
+"""The Catalog record: the image pipeline's catalog part files (one row per candidate).
+
+Measurement columns have SEP's names and the dtypes of :mod:`astroray.kernels.catalog`;
+``flux``/``flux_err`` there are PSF photometry on D, ``snr`` the score at the peak,
+``x``/``y`` the score's sub-pixel peak (``x_iso``/``y_iso`` the isophotal barycentre),
+``sign`` +1 for brightening and -1 for fading changes.
+"""
+
+CATALOG_COLUMNS = tuple(f.name for f in CATALOG_SCHEMA if f.name in CATALOG_FIELDS)
+"""The measurement columns every catalog carries, extraction catalogs included (SEP names, plus ra, dec, snr)."""

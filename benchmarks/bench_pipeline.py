@@ -40,7 +40,7 @@ def main(argv=None) -> dict:
     # merged into the defaults, so the pipeline's other difference settings (registration noise) stay
     cfg = DifferenceJobConfig().with_updates(num_actors=args.actors, num_gpus_per_actor=args.gpus_per_actor,
                                              write_difference=False,
-                                             pipeline={"difference": {"method": args.method, "device": args.device}})
+                                             pipeline={"device": args.device, "difference": {"method": args.method}})
     ray.init(include_dashboard=False, log_to_driver=False)
     t0 = time.perf_counter()
     status = run_pairs(manifest, work / "out", cfg, progress=False)

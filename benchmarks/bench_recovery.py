@@ -40,7 +40,8 @@ def main(argv=None) -> dict:
     from astroray.config import load_config
     from astroray.datasets import ImagePairConfig, simulate_pair
     from astroray.imaging.pipeline import ImagePipeline
-    from astroray.ray.demo import DemoConfig, match_to_truth
+    from astroray.eval import match_to_truth
+    from astroray.ray.demo import DemoConfig
 
     pipeline = ImagePipeline(load_config(args.config, DemoConfig).pipeline)
     sim = ImagePairConfig(shape=(args.size, args.size))

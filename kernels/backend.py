@@ -22,7 +22,7 @@ from astroray.errors import DeviceUnavailableError
 
 __all__ = ["has_cupy", "gpu_available", "resolve_device", "get_xp", "get_ndimage", "get_fft", "array_module_of",
            "is_device_array", "to_numpy", "fuse", "bincount", "numba_stream_for", "launch", "CUDA_THREADS",
-           "DEVICE_ARRAYS_ENV", "device_library"]
+           "DEVICE_ARRAYS_ENV", "device_library", "device_synchronize"]
 
 DEVICE_ARRAYS_ENV = "ASTRORAY_DEVICE_ARRAYS"
 """Environment variable naming the device array library: ``cupy`` (default) or ``fake_cupy`` (tests)."""
@@ -159,6 +159,12 @@ def to_numpy(arr: Any) -> np.ndarray:
     if is_device_array(arr):
         return arr.get()
     return np.asarray(arr)
+
+
+def device_synchronize(xp: ModuleType) -> None:
+    """Wait for the device's queued work (CuPy's current stream); nothing to wait for elsewhere."""
+    if xp is not np and xp.__name__ == "cupy":
+        xp.cuda.get_current_stream().synchronize()
 
 
 def fuse(xp: ModuleType, fn):

@@ -96,7 +96,12 @@ class ndarray:  # noqa: N801 (CuPy's name)
 
     # ---- NumPy protocol: dispatch to this module, refuse host operands
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        _reject_host((inputs, kwargs), f"numpy.{ufunc.__name__}")
+        for operand in inputs:  # CuPy's ufuncs take device arrays and scalars, nothing array-like from the host
+            if not (isinstance(operand, (ndarray, int, float, complex, np.generic))
+                    or (isinstance(operand, np.ndarray) and operand.ndim == 0)):
+                raise TypeError(f"numpy.{ufunc.__name__}: unsupported operand {type(operand).__name__} among "
+                                "device arrays (fake_cupy, as CuPy): copy it to the device first with xp.asarray")
+        _reject_host(kwargs, f"numpy.{ufunc.__name__}")
         out = kwargs.get("out")
         result = getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kwargs))
         if out is not None:

@@ -10,18 +10,20 @@ from __future__ import annotations
 import numpy as np
 
 from astroray.errors import InvalidInputError
+from astroray.kernels.backend import array_module_of
 
 __all__ = ["cutouts", "psf_likeness"]
 
 
-def cutouts(image: np.ndarray, x, y, *, size: int = 63, fill: float = np.nan) -> np.ndarray:
+def cutouts(image, x, y, *, size: int = 63, fill: float = np.nan):
     """Stamps of ``size`` x ``size`` pixels centred on the nearest pixel to (x, y).
 
     Parameters
     ----------
-    image : ndarray (H, W)
+    image : array (H, W)
+        NumPy or device (CuPy) image; the stamps are cut on its device.
     x, y : array-like
-        0-based pixel positions (column, row).
+        0-based pixel positions (column, row), on the host.
     size : int, optional
         Odd stamp side (63 as in ZTF and LSST alerts).
     fill : float, optional
@@ -29,26 +31,28 @@ def cutouts(image: np.ndarray, x, y, *, size: int = 63, fill: float = np.nan) ->
 
     Returns
     -------
-    ndarray (n, size, size), float32
+    array (n, size, size), float32, on the image's device
     """
     if size < 1 or size % 2 == 0:
         raise InvalidInputError(f"cutout size must be odd and positive, got {size}")
-    image = np.asarray(image)
+    xp = array_module_of(image)
+    image = xp.asarray(image)
     if image.ndim != 2:
-        raise InvalidInputError(f"image must be 2-D, got shape {image.shape}")
+        raise InvalidInputError(f"image must be 2-D, got shape {tuple(image.shape)}")
     xi = np.rint(np.atleast_1d(np.asarray(x, dtype=np.float64))).astype(np.int64)
     yi = np.rint(np.atleast_1d(np.asarray(y, dtype=np.float64))).astype(np.int64)
     half = size // 2
-    # pad once so every stamp is a plain slice of the padded frame
-    padded = np.pad(image.astype(np.float32, copy=False), half, mode="constant", constant_values=fill)
-    offsets = np.arange(size)
-    rows = (yi[:, None] + offsets[None, :])[:, :, None]
-    cols = (xi[:, None] + offsets[None, :])[:, None, :]
     h, w = image.shape
-    inside = (xi >= -half) & (xi < w + half) & (yi >= -half) & (yi < h + half)
-    out = np.full((xi.size, size, size), fill, np.float32)
-    if inside.any():
-        out[inside] = padded[rows[inside], cols[inside]]
+    offsets = np.arange(-half, half + 1)
+    rows = yi[:, None] + offsets[None, :]
+    cols = xi[:, None] + offsets[None, :]
+    # one gather with clamped indices, then the pixels off the image set to `fill`
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    r = xp.asarray(np.clip(rows, 0, h - 1)[:, :, None])
+    c = xp.asarray(np.clip(cols, 0, w - 1)[:, None, :])
+    out = image[r, c].astype(xp.float32)
+    if not inside.all():
+        out = xp.where(xp.asarray(inside), out, xp.float32(fill))
     return out
 
 

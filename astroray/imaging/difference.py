@@ -23,7 +23,6 @@ counts and ``zero_point`` is 1.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -33,14 +32,14 @@ from pydantic import Field, field_validator
 from astroray.config import AstrorayConfig, Device
 from astroray.errors import InvalidInputError
 from astroray.imaging._regions import bounding_box, grow
-from astroray.kernels.backend import get_xp, resolve_device, to_numpy
+from astroray.kernels.backend import array_module_of, device_synchronize, get_xp, resolve_device, to_numpy
 from astroray.kernels.difference import classic as _classic
 from astroray.kernels.difference import zogy as _zogy
 from astroray.kernels.difference.common import FourierBackend, fit_flux_ratio, prepare_psf, psf_covariance
 from astroray.records import Exposure, MaskBits
+from astroray.stage import Stage, StageTimer
 
-__all__ = ["DifferenceConfig", "DifferenceResult", "Differencer", "DifferenceBatch", "difference",
-           "photometric_flux_ratio"]
+__all__ = ["DifferenceConfig", "DifferenceResult", "Differencer", "photometric_flux_ratio"]
 
 _DEFAULT_BAD = int(MaskBits.BAD | MaskBits.SAT | MaskBits.CR | MaskBits.NO_DATA)
 
@@ -53,8 +52,9 @@ class DifferenceConfig(AstrorayConfig):
     method : {"zogy", "classic"}
         Proper image subtraction (Zackay, Ofek & Gal-Yam 2016) or the classic
         Gaussian-matched, scaled difference.
-    device : {"cpu", "gpu", "auto"}
-        Where the array work runs.
+    device : {"cpu", "gpu", "auto"} or None
+        Where the array work runs; None follows the pipeline's device
+        (``"auto"`` for a stage on its own).
     flux_ratio : float or None
         ``F_n / F_r``; None fits it: from stars matched in both images (ZOGY;
         from the exposures' zero points and exposure times when too few stars),
@@ -84,7 +84,8 @@ class DifferenceConfig(AstrorayConfig):
         CPU Fourier-space arithmetic: parallel Numba loops, or the NumPy
         expressions the GPU path fuses.
     keep_on_device : bool
-        Leave the result arrays on the GPU (CuPy) for the next stage.
+        Leave the result arrays on the GPU (CuPy) for the next stage (the
+        image pipeline does, and copies its result back once).
     bad_bits : int
         Mask bits that exclude a pixel (blanked in both images).
     mask_residual : float
@@ -113,7 +114,7 @@ class DifferenceConfig(AstrorayConfig):
     """
 
     method: Literal["zogy", "classic"] = "zogy"
-    device: Device = "auto"
+    device: Device | None = None
     flux_ratio: float | None = Field(default=None, gt=0)
     sigma_astrometric: tuple[float, float] = (0.0, 0.0)
     source_noise: bool = True
@@ -189,28 +190,39 @@ class DifferenceResult:
     meta: dict = field(default_factory=dict)
 
     def flux_at(self, y, x) -> tuple[np.ndarray, np.ndarray]:
-        """Forced PSF photometry at sub-pixel positions: ``(flux, flux_err)`` in science counts.
+        """Forced PSF photometry at sub-pixel positions: ``(flux, flux_err)`` in science counts (host arrays).
 
         :attr:`flux` holds the flux of a source centred on each pixel; it is a
         smooth (PSF-filtered) image, so a cubic spline through the 9 x 9
         pixels around ``(y, x)`` gives the flux of a source centred there.
+        Only those windows leave the device.
         """
         from scipy.ndimage import map_coordinates
 
-        flux, err = to_numpy(self.flux), to_numpy(self.flux_err)
         ys, xs = np.atleast_1d(np.asarray(y, np.float64)), np.atleast_1d(np.asarray(x, np.float64))
-        out_f = np.empty(ys.shape)
-        out_e = np.empty(ys.shape)
-        H, W = flux.shape
-        for k, (yk, xk) in enumerate(zip(ys, xs)):
-            if not (0 <= yk <= H - 1 and 0 <= xk <= W - 1):
-                raise InvalidInputError(f"position ({yk}, {xk}) is outside the image {flux.shape}")
-            iy = min(max(int(round(yk)), 4), H - 5) if H >= 9 else int(round(yk))
-            ix = min(max(int(round(xk)), 4), W - 5) if W >= 9 else int(round(xk))
-            win = (slice(max(iy - 4, 0), iy + 5), slice(max(ix - 4, 0), ix + 5))
-            at = [[yk - win[0].start], [xk - win[1].start]]
-            out_f[k] = map_coordinates(flux[win].astype(np.float64), at, order=3, mode="nearest")[0]
-            out_e[k] = map_coordinates(err[win].astype(np.float64), at, order=1, mode="nearest")[0]
+        H, W = self.flux.shape
+        outside = ~((ys >= 0) & (ys <= H - 1) & (xs >= 0) & (xs <= W - 1))
+        if outside.any():
+            k = int(np.flatnonzero(outside)[0])
+            raise InvalidInputError(f"position ({ys[k]}, {xs[k]}) is outside the image {(H, W)}")
+        n = ys.shape[0]
+        if H < 9 or W < 9:  # a tiny image: the whole of it is the window
+            flux, err = to_numpy(self.flux), to_numpy(self.flux_err)
+            r0, c0 = np.zeros(n, np.int64), np.zeros(n, np.int64)
+            win_f, win_e = np.broadcast_to(flux, (n, H, W)), np.broadcast_to(err, (n, H, W))
+        else:
+            r0 = np.clip(np.rint(ys).astype(np.int64), 4, H - 5) - 4
+            c0 = np.clip(np.rint(xs).astype(np.int64), 4, W - 5) - 4
+            xp = array_module_of(self.flux)
+            offs = np.arange(9)
+            rows = xp.asarray((r0[:, None] + offs)[:, :, None])
+            cols = xp.asarray((c0[:, None] + offs)[:, None, :])
+            win_f, win_e = to_numpy(self.flux[rows, cols]), to_numpy(self.flux_err[rows, cols])
+        out_f, out_e = np.empty(n), np.empty(n)
+        for k in range(n):
+            at = [[ys[k] - r0[k]], [xs[k] - c0[k]]]
+            out_f[k] = map_coordinates(win_f[k].astype(np.float64), at, order=3, mode="nearest")[0]
+            out_e[k] = map_coordinates(win_e[k].astype(np.float64), at, order=1, mode="nearest")[0]
         return out_f, out_e
 
     def to_numpy(self) -> "DifferenceResult":
@@ -237,18 +249,19 @@ def photometric_flux_ratio(reference: Exposure, science: Exposure) -> float | No
     return float(ratio) if np.isfinite(ratio) and ratio > 0 else None
 
 
-class Differencer:
+class Differencer(Stage[DifferenceConfig]):
     """Configure once, then difference exposure pairs with :meth:`run`.
 
     Parameters
     ----------
-    config : DifferenceConfig, optional
+    config : DifferenceConfig, dict or None
         Defaults: ZOGY on the GPU when one is usable, else the CPU.
     """
 
-    def __init__(self, config: DifferenceConfig | None = None):
-        self.config = config or DifferenceConfig()
-        self.device = resolve_device(self.config.device)
+    config_class = DifferenceConfig
+
+    def setup(self) -> None:
+        self.device = resolve_device(self.config.device or "auto")
         self.xp = get_xp(self.device)
         # One FFT backend per stage: on the GPU it holds the cuFFT plans and fused kernels.
         self.fft = FourierBackend(self.xp, workers=self.config.fft_workers, cpu_kernels=self.config.cpu_kernels)
@@ -261,7 +274,9 @@ class Differencer:
         Parameters
         ----------
         reference, science : Exposure
-            Background-subtracted, same pixel grid.
+            Background-subtracted, same pixel grid; their pixel planes may
+            already be on the stage's device (the image pipeline's
+            :class:`~astroray.imaging.pipeline.ExposureArrays`).
         flux_ratio : float, optional
             ``F_n / F_r`` for this pair (overrides the config; None: config, else fitted).
         psf_reference, psf_science : ndarray (h, w) or (ny, nx, h, w), optional
@@ -275,52 +290,56 @@ class Differencer:
             Shapes differ, no usable pixels, zero variance everywhere, a PSF
             that cannot be normalised, or too few stars to fit the flux ratio.
         """
-        t0 = time.perf_counter()
+        timer = StageTimer(sync=lambda: device_synchronize(self.xp))
         src = science.exposure_id or reference.exposure_id or None
+        meta: dict = {}
         try:
-            inputs = self._prepare(reference, science)
+            with timer("prepare"):
+                inputs = self._prepare(reference, science)
             ratio = flux_ratio if flux_ratio is not None else self.config.flux_ratio
-            meta: dict = {"timings_ms": {}}
-            t1 = time.perf_counter()
-            if ratio is None and self.config.method == "zogy":  # classic fits its own scale
-                box = max(reference.psf.shape + science.psf.shape)
-                psfs = {}
-                if self.config.ratio_photometry == "psf":
-                    psfs = dict(psf_reference=prepare_psf(reference.psf), psf_science=prepare_psf(science.psf))
-                try:
-                    fit = fit_flux_ratio(inputs["R"], inputs["N"], variance_reference=inputs["VR"],
-                                         variance_science=inputs["VN"], good=inputs["good"], box=box,
-                                         min_snr=self.config.ratio_min_snr, clip_sigma=self.config.clip_sigma,
-                                         **psfs)
-                    ratio = fit.ratio
-                    meta["flux_ratio_fit"] = {"ratio": fit.ratio, "ratio_err": fit.ratio_err,
-                                              "n_stars": fit.n_stars, "n_used": fit.n_used}
-                except InvalidInputError as exc:
-                    # Too few stars (small cutouts, sparse fields): the photometric calibration of
-                    # both exposures gives the ratio, as it does in survey pipelines.
-                    ratio = photometric_flux_ratio(reference, science)
-                    if ratio is None:
-                        raise InvalidInputError(
-                            f"{exc.reason}; nor do both exposures carry zero_point and exptime to derive it") from None
-                    meta["flux_ratio_fit"] = {"ratio": ratio, "source": "zero_points", "fit_error": exc.reason}
-            elif ratio is not None and (not (ratio > 0) or not np.isfinite(ratio)):
-                raise InvalidInputError(f"flux_ratio must be positive and finite, got {ratio!r}")
-            meta["timings_ms"]["flux_ratio"] = 1e3 * (time.perf_counter() - t1)
-            t2 = time.perf_counter()
+            with timer("flux_ratio"):
+                ratio = self._flux_ratio(inputs, reference, science, ratio, meta)
             psf_r = reference.psf if psf_reference is None else to_numpy(psf_reference)
             psf_n = science.psf if psf_science is None else to_numpy(psf_science)
             if self.config.method == "classic" and (psf_r.ndim != 2 or psf_n.ndim != 2):
                 raise InvalidInputError("the classic method takes one PSF stamp per image, not a grid")
-            result, blank = self._method(inputs, psf_r, psf_n, None if ratio is None else float(ratio), meta)
-            meta["timings_ms"]["difference"] = 1e3 * (time.perf_counter() - t2)
+            with timer("difference"):
+                result, blank = self._method(inputs, psf_r, psf_n, None if ratio is None else float(ratio), meta)
         except InvalidInputError as exc:
             if src and exc.source is None:
                 raise InvalidInputError(exc.reason, source=src) from None
             raise
         result.score[blank] = 0.0
         result.mask = inputs["mask"]
-        meta["timings_ms"]["total"] = 1e3 * (time.perf_counter() - t0)
+        meta["timings_ms"] = dict(timer.ms, total=timer.total())
         return result if self.config.keep_on_device else result.to_numpy()
+
+    def _flux_ratio(self, inputs, reference, science, ratio, meta):
+        """The given ``F_n / F_r``, or (ZOGY) one fitted to the stars, or one from the zero points."""
+        if ratio is None and self.config.method == "zogy":  # classic fits its own scale
+            box = max(reference.psf.shape + science.psf.shape)
+            psfs = {}
+            if self.config.ratio_photometry == "psf":
+                psfs = dict(psf_reference=prepare_psf(reference.psf), psf_science=prepare_psf(science.psf))
+            try:
+                fit = fit_flux_ratio(inputs["R"], inputs["N"], variance_reference=inputs["VR"],
+                                     variance_science=inputs["VN"], good=inputs["good"], box=box,
+                                     min_snr=self.config.ratio_min_snr, clip_sigma=self.config.clip_sigma, **psfs)
+                meta["flux_ratio_fit"] = {"ratio": fit.ratio, "ratio_err": fit.ratio_err, "n_stars": fit.n_stars,
+                                          "n_used": fit.n_used}
+                return fit.ratio
+            except InvalidInputError as exc:
+                # Too few stars (small cutouts, sparse fields): the photometric calibration of
+                # both exposures gives the ratio, as it does in survey pipelines.
+                ratio = photometric_flux_ratio(reference, science)
+                if ratio is None:
+                    raise InvalidInputError(
+                        f"{exc.reason}; nor do both exposures carry zero_point and exptime to derive it") from None
+                meta["flux_ratio_fit"] = {"ratio": ratio, "source": "zero_points", "fit_error": exc.reason}
+                return ratio
+        if ratio is not None and (not (ratio > 0) or not np.isfinite(ratio)):
+            raise InvalidInputError(f"flux_ratio must be positive and finite, got {ratio!r}")
+        return ratio
 
     # ------------------------------------------------------------------ steps
 
@@ -446,70 +465,3 @@ class Differencer:
                                   mask=None, matched_filter=None, method="classic", device=self.device,
                                   meta=meta)
         return result, self._classic_blank(inp)
-
-
-def difference(reference: Exposure, science: Exposure, **options) -> DifferenceResult:
-    """One-off :class:`Differencer` run: ``difference(ref, sci, method="zogy", device="cpu")``."""
-    return Differencer(DifferenceConfig(**options)).run(reference, science)
-
-
-class DifferenceBatch:
-    """Body of a Ray Data ``map_batches`` callable class (Ray-free; the Ray adapter wraps it).
-
-    Each batch row holds a science exposure (the columns of
-    :meth:`Exposure.to_row`) and its reference with the same columns
-    prefixed ``ref_``.  The output batch keeps the ids and adds
-    ``difference``, ``score``, ``diff_variance``, ``flux``, ``flux_err``,
-    ``diff_mask``, ``diff_psf``, ``zero_point``, ``flux_ratio`` and
-    ``error`` (the reason a bad row was quarantined, or "").
-
-    Parameters
-    ----------
-    config : DifferenceConfig or dict
-    """
-
-    OUTPUTS = ("difference", "score", "diff_variance", "flux", "flux_err", "diff_mask", "diff_psf")
-
-    def __init__(self, config: DifferenceConfig | dict | None = None):
-        if isinstance(config, dict):
-            config = DifferenceConfig(**config)
-        self.differencer = Differencer(config)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        n = len(batch["image"])
-        cols: dict[str, list] = {k: [] for k in self.OUTPUTS + ("zero_point", "flux_ratio", "error")}
-        for i in range(n):
-            sci = {k: batch[k][i] for k in batch if not k.startswith("ref_")}
-            ref = {k[4:]: batch[k][i] for k in batch if k.startswith("ref_")}
-            try:
-                res = self.differencer.run(Exposure.from_row(ref), Exposure.from_row(sci))
-            except InvalidInputError as exc:
-                for k in self.OUTPUTS:
-                    cols[k].append(np.zeros((0, 0), np.float32))
-                cols["zero_point"].append(np.nan)
-                cols["flux_ratio"].append(np.nan)
-                cols["error"].append(str(exc))
-                continue
-            for k, v in zip(self.OUTPUTS, (res.difference, res.score, res.variance, res.flux, res.flux_err,
-                                           res.mask, res.psf)):
-                cols[k].append(to_numpy(v))
-            cols["zero_point"].append(res.zero_point)
-            cols["flux_ratio"].append(res.flux_ratio)
-            cols["error"].append("")
-        out = {k: batch[k] for k in ("exposure_id", "ref_exposure_id") if k in batch}
-        for k in self.OUTPUTS:
-            out[k] = _stack_or_objects(cols[k])
-        out["zero_point"] = np.asarray(cols["zero_point"], np.float64)
-        out["flux_ratio"] = np.asarray(cols["flux_ratio"], np.float64)
-        out["error"] = np.asarray(cols["error"], dtype=object)
-        return out
-
-
-def _stack_or_objects(arrays: list) -> np.ndarray:
-    shapes = {a.shape for a in arrays}
-    if len(shapes) == 1:
-        return np.stack(arrays)
-    out = np.empty(len(arrays), dtype=object)
-    for i, a in enumerate(arrays):
-        out[i] = a
-    return out

@@ -4,17 +4,24 @@
 -> photometry on D -> 63x63 cutouts -> score -> Alert records``.  Each step is
 its own stage with its own config; this class chains them.  It imports no Ray:
 the Ray Data callable in :mod:`astroray.ray.data` wraps it.
+
+One ``device`` (``ImagePipelineConfig.device``) places every stage, unless a
+stage's own config names another.  On a GPU the pair's pixel planes are copied
+to the device once, stay there from background to cutouts (only per-object
+numbers and the stamps come back on the way), and the difference comes back to
+the host once, at the end.
 """
 from __future__ import annotations
 
-import time
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from astroray.config import AstrorayConfig
+from astroray.config import AstrorayConfig, Device
 from astroray.errors import InvalidInputError
 from astroray.imaging._regions import bounding_box
 from astroray.imaging.background import Background, BackgroundConfig
@@ -22,16 +29,19 @@ from astroray.imaging.cutouts import cutouts, psf_likeness
 from astroray.imaging.difference import DifferenceConfig, Differencer, DifferenceResult
 from astroray.imaging.extraction import ExtractionConfig, SourceExtractor
 from astroray.imaging.streaks import Streak, StreakConfig, StreakFinder, streak_model
-from astroray.kernels.backend import to_numpy
+from astroray.kernels.backend import array_module_of, device_synchronize, get_xp, resolve_device, to_numpy
 from astroray.records import AB_NJY_ZEROPOINT, Alert, Exposure, LightCurve
+from astroray.stage import Stage, StageTimer
 
-__all__ = ["ImagePipelineConfig", "ImagePipeline", "PairResult", "pixel_to_sky", "score_peak_positions",
-           "catalog_to_table"]
+__all__ = ["ImagePipelineConfig", "ImagePipeline", "PairResult", "ExposureArrays", "pixel_to_sky",
+           "score_peak_positions", "catalog_to_table"]
 
 
 class ImagePipelineConfig(AstrorayConfig):
     """Config of :class:`ImagePipeline` (one sub-config per stage)."""
 
+    device: Device = "auto"
+    """Where every stage runs (``auto``: the GPU when one is usable), unless a stage's own ``device`` says otherwise."""
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
     difference: DifferenceConfig = Field(default_factory=lambda: DifferenceConfig(sigma_astrometric=(0.1, 0.1)))
     """Default registration noise 0.1 px rms: without it, bright stars leave 5-sigma dipoles in S_corr."""
@@ -59,7 +69,7 @@ class ImagePipelineConfig(AstrorayConfig):
 
 @dataclass
 class PairResult:
-    """What :meth:`ImagePipeline.run` returns."""
+    """What :meth:`ImagePipeline.run` returns (host arrays)."""
 
     difference: DifferenceResult
     catalog: pd.DataFrame
@@ -68,17 +78,63 @@ class PairResult:
     streaks: list[Streak] = field(default_factory=list)
 
 
-def score_peak_positions(score: np.ndarray, xpeak, ypeak, sign) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-pixel positions of score maxima: a parabola through the peak pixel and its neighbours, per axis.
+@dataclass
+class ExposureArrays:
+    """An exposure's pixel planes on the pipeline's device; the record (:class:`Exposure`) stays on the host.
 
-    ``xpeak``, ``ypeak`` are the objects' brightest pixels on ``sign * score``;
-    the vertex is kept within half a pixel of them (flat or edge peaks stay put).
+    It has what the stages read of an exposure (``image``, ``variance``,
+    ``mask``, ``psf``, ``header``, ``meta``, ``shape``, ``exposure_id``).
+    """
+
+    image: Any
+    variance: Any
+    mask: Any
+    psf: np.ndarray
+    header: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def upload(cls, exposure: Exposure, xp) -> "ExposureArrays":
+        """The planes copied to ``xp``'s device (no copy for NumPy)."""
+        return cls(xp.asarray(exposure.image), xp.asarray(exposure.variance), xp.asarray(exposure.mask),
+                   exposure.psf, exposure.header, dict(exposure.meta))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.image.shape)
+
+    @property
+    def exposure_id(self) -> str:
+        return str(self.meta.get("exposure_id", ""))
+
+
+def _patches(image, x, y, half: int) -> np.ndarray:
+    """The ``(2 half + 1)^2`` pixels around integer positions ``(x, y)`` (edges clamped), on the host.
+
+    One gather on the image's device; only the patches come back.
+    """
+    H, W = image.shape
+    offs = np.arange(-half, half + 1)
+    rows = np.clip(np.asarray(y, np.int64)[:, None] + offs, 0, H - 1)[:, :, None]
+    cols = np.clip(np.asarray(x, np.int64)[:, None] + offs, 0, W - 1)[:, None, :]
+    xp = array_module_of(image)
+    return to_numpy(image[xp.asarray(rows), xp.asarray(cols)]).astype(np.float64)
+
+
+def score_peak_positions(score, xpeak, ypeak, sign) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sub-pixel positions of score maxima and the score there: a parabola through the peak and its neighbours.
+
+    ``xpeak``, ``ypeak`` are the objects' brightest pixels on ``sign * score``
+    (NumPy or device image); the vertex is kept within half a pixel of them
+    (flat or edge peaks stay put).  Returns ``(x, y, |score|)`` at the pixel
+    nearest the vertex.
     """
     H, W = score.shape
     ix = np.clip(np.asarray(xpeak, int), 0, W - 1)
     iy = np.clip(np.asarray(ypeak, int), 0, H - 1)
     sign = np.asarray(sign, np.float64)
-    centre = sign * score[iy, ix]
+    patch = _patches(score, ix, iy, 1) * sign[:, None, None]
+    centre = patch[:, 1, 1]
 
     def offset(lower, upper, inside):
         curvature = lower - 2 * centre + upper
@@ -86,11 +142,14 @@ def score_peak_positions(score: np.ndarray, xpeak, ypeak, sign) -> tuple[np.ndar
             shift = np.where(inside & (curvature < 0), 0.5 * (lower - upper) / curvature, 0.0)
         return np.clip(shift, -0.5, 0.5)
 
-    dx = offset(sign * score[iy, np.maximum(ix - 1, 0)], sign * score[iy, np.minimum(ix + 1, W - 1)],
-                (ix > 0) & (ix < W - 1))
-    dy = offset(sign * score[np.maximum(iy - 1, 0), ix], sign * score[np.minimum(iy + 1, H - 1), ix],
-                (iy > 0) & (iy < H - 1))
-    return ix + dx, iy + dy
+    dx = offset(patch[:, 1, 0], patch[:, 1, 2], (ix > 0) & (ix < W - 1))
+    dy = offset(patch[:, 0, 1], patch[:, 2, 1], (iy > 0) & (iy < H - 1))
+    x, y = ix + dx, iy + dy
+    # |score| at the nearest pixel to the vertex: within the patch, since the shift is at most half a pixel
+    ri = np.clip(np.rint(y).astype(int), 0, H - 1) - iy + 1
+    ci = np.clip(np.rint(x).astype(int), 0, W - 1) - ix + 1
+    peak = np.abs(patch[np.arange(len(ix)), ri, ci])
+    return x, y, peak
 
 
 def pixel_to_sky(header: str, x, y) -> tuple[np.ndarray, np.ndarray]:
@@ -119,38 +178,47 @@ def _counts_to_njy(meta: dict) -> float:
     return 10.0 ** (-0.4 * (float(zero_point) - AB_NJY_ZEROPOINT)) / float(exptime)
 
 
-class ImagePipeline:
+def _on(device: str, config):
+    """A stage config placed on the pipeline's ``device`` unless it names its own."""
+    return config if config.device is not None else config.model_copy(update={"device": device})
+
+
+class ImagePipeline(Stage[ImagePipelineConfig]):
     """Difference an exposure pair, detect and measure changes, and build alerts.
 
     Parameters
     ----------
-    config : ImagePipelineConfig, optional
+    config : ImagePipelineConfig, dict or None
 
     Examples
     --------
-    >>> pipe = ImagePipeline(ImagePipelineConfig())          # doctest: +SKIP
-    >>> result = pipe.run(reference, science)                 # doctest: +SKIP
-    >>> result.catalog[["x", "y", "flux", "snr"]]             # doctest: +SKIP
+    >>> pipe = ImagePipeline(ImagePipelineConfig(device="cpu"))     # doctest: +SKIP
+    >>> result = pipe.run(reference, science)                         # doctest: +SKIP
+    >>> result.catalog[["x", "y", "flux", "snr"]]                     # doctest: +SKIP
     """
 
-    def __init__(self, config: ImagePipelineConfig | None = None):
-        self.config = config or ImagePipelineConfig()
-        self.background = Background(self.config.background)
-        self.differencer = Differencer(self.config.difference)
-        self.extractor = SourceExtractor(self.config.detection)
-        self.streak_finder = StreakFinder(self.config.streaks) if self.config.streaks is not None else None
+    config_class = ImagePipelineConfig
 
-    def __call__(self, reference: Exposure, science: Exposure) -> PairResult:
-        return self.run(reference, science)
+    def setup(self) -> None:
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        self.xp = get_xp(self.device)
+        self.background = Background(_on(self.device, cfg.background))
+        # The pipeline brings the difference back itself, once, after the cutouts.
+        self.differencer = Differencer(_on(self.device, cfg.difference).model_copy(update={"keep_on_device": True}))
+        self.extractor = SourceExtractor(_on(self.device, cfg.detection))
+        self.streak_finder = StreakFinder(cfg.streaks) if cfg.streaks is not None else None
 
-    def subtract_background(self, exposure: Exposure) -> Exposure:
-        """A copy of ``exposure`` with its mesh background removed (no-op if already done)."""
-        if exposure.meta.get("background_subtracted"):
-            return exposure
-        bkg = self.background.run(exposure.image, mask=exposure.mask != 0)
-        meta = dict(exposure.meta, background_subtracted=True, global_background=float(bkg.global_background))
-        return Exposure(image=exposure.image - bkg.background, variance=exposure.variance, mask=exposure.mask,
-                        psf=exposure.psf, header=exposure.header, meta=meta)
+    def subtract_background(self, exposure: Exposure | ExposureArrays) -> ExposureArrays:
+        """The exposure's planes on the background stage's device, mesh background removed (no-op if already done)."""
+        xp = self.background.xp
+        arrays = exposure if isinstance(exposure, ExposureArrays) else ExposureArrays.upload(exposure, xp)
+        if arrays.meta.get("background_subtracted"):
+            return arrays
+        bkg = self.background.run(arrays.image, mask=arrays.mask != 0)
+        meta = dict(arrays.meta, background_subtracted=True, global_background=float(bkg.global_background))
+        return ExposureArrays(arrays.image - bkg.background, arrays.variance, arrays.mask, arrays.psf,
+                              arrays.header, meta)
 
     def run(self, reference: Exposure, science: Exposure) -> PairResult:
         """Run the chain on one pair; raise :class:`InvalidInputError` for unusable input."""
@@ -158,67 +226,65 @@ class ImagePipeline:
             raise InvalidInputError(
                 f"reference shape {reference.shape} differs from science shape {science.shape} "
                 "(warp the reference onto the science pixel grid first)", source=science.exposure_id or None)
-        t = {}
-        t0 = time.perf_counter()
-        ref = self.subtract_background(reference)
-        sci = self.subtract_background(science)
-        t["background"] = (time.perf_counter() - t0) * 1e3
-        t0 = time.perf_counter()
-        diff = self.differencer.run(ref, sci)
-        t["difference"] = (time.perf_counter() - t0) * 1e3
-        t0 = time.perf_counter()
-        catalog = self._detect(diff, sci)
-        t["detect"] = (time.perf_counter() - t0) * 1e3
+        timer = StageTimer(sync=lambda: device_synchronize(self.xp))
+        with timer("background"):
+            ref = self.subtract_background(reference)
+            sci = self.subtract_background(science)
+        with timer("difference"):
+            diff = self.differencer.run(ref, sci)
+        with timer("detect"):
+            catalog = self._detect(diff, sci)
         if len(catalog) > self.config.max_detections:
             raise InvalidInputError(
                 f"{len(catalog)} detections exceed max_detections={self.config.max_detections}: the subtraction "
                 "probably failed (check PSFs and registration)", source=science.exposure_id or None)
-        t0 = time.perf_counter()
-        streaks = self.streak_finder(diff.score) if self.streak_finder is not None else []
-        if streaks and self.config.streaks.recover:
-            catalog = self._under_streaks(diff, sci, catalog, streaks)
-        if not catalog.empty:
-            on = self.streak_finder.contains(streaks, catalog["x"], catalog["y"]) if streaks else False
-            under = catalog["under_streak"] if "under_streak" in catalog else False
-            catalog = catalog.assign(on_streak=on, under_streak=under)
-        t["streaks"] = (time.perf_counter() - t0) * 1e3
-        t0 = time.perf_counter()
-        alerts = self._alerts(catalog, diff, ref, sci)
-        t["alerts"] = (time.perf_counter() - t0) * 1e3
-        return PairResult(difference=diff, catalog=catalog, alerts=alerts, timings_ms=t, streaks=streaks)
+        with timer("streaks"):
+            streaks = self.streak_finder(diff.score) if self.streak_finder is not None else []
+            if streaks and self.config.streaks.recover:
+                catalog = self._under_streaks(diff, sci, catalog, streaks)
+            if not catalog.empty:
+                on = self.streak_finder.contains(streaks, catalog["x"], catalog["y"]) if streaks else False
+                under = catalog["under_streak"] if "under_streak" in catalog else False
+                catalog = catalog.assign(on_streak=on, under_streak=under)
+        with timer("alerts"):
+            alerts = self._alerts(catalog, diff, ref, sci)
+        with timer("to_host"):  # the one copy of the pair's images back to the host
+            diff = diff.to_numpy()
+        return PairResult(difference=diff, catalog=catalog, alerts=alerts, timings_ms=timer.ms, streaks=streaks)
 
-    def _detect(self, diff: DifferenceResult, science: Exposure, *, score=None, region=None,
-                flux_model=None, peak_image=None, window=None) -> pd.DataFrame:
+    def _detect(self, diff: DifferenceResult, science: ExposureArrays, *, score=None, origin=(0, 0), region=None,
+                flux_model=None, peak_image=None) -> pd.DataFrame:
         """Detections on ``score`` (default the difference's) within ``region``, measured on D.
 
-        ``flux_model`` is light in :attr:`DifferenceResult.flux` units that is
-        not the source's own (a streak under it), subtracted from its PSF flux;
-        ``peak_image`` (default ``score``) is where the sub-pixel peaks are found;
-        ``window`` (a pair of slices) limits the search to that part of the frame.
+        ``score`` and the optional ``region`` (where to search), ``flux_model``
+        (light in :attr:`DifferenceResult.flux` units that is not the source's
+        own, a streak under it, subtracted from its PSF flux) and
+        ``peak_image`` (where the sub-pixel peaks are found; default
+        ``score``) cover the part of the frame that starts at pixel
+        ``origin`` (row, column): all of it on the first pass.
         """
-        window = window or (slice(None), slice(None))
-        y0, x0 = (w.start or 0 for w in window)
-        score = np.asarray(diff.score if score is None else score, np.float32)[window]
-        bad = (science.mask != 0)[window]
+        y0, x0 = origin
+        score = diff.score if score is None else score
+        xp = array_module_of(score)
+        h, w = score.shape
+        bad = science.mask[y0:y0 + h, x0:x0 + w] != 0
+        if array_module_of(bad) is not xp:  # a host score (the search under streaks): its window of the mask
+            bad = to_numpy(bad)
         if region is not None:
-            bad = bad | ~region[window]
+            bad = bad | ~region
         found = []
         signs = (1, -1) if self.config.detect_negative else (1,)
         for sign in signs:
             cat = self.extractor.run(sign * score, mask=bad).catalog
-            cat = cat.assign(sign=sign)
-            found.append(cat)
-        catalog = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+            found.append(cat.assign(sign=sign))
+        catalog = pd.concat(found, ignore_index=True)
         if catalog.empty:
             return catalog
         # The matched-filter peak is the point source's most likely position; the isophotal barycentre
         # drifts with noise, neighbours and blanked pixels (median error 0.31 px against 0.20 px on the sims).
-        peaks = score if peak_image is None else np.asarray(peak_image)[window]
-        x_peak, y_peak = score_peak_positions(peaks, catalog["xpeak"].to_numpy(), catalog["ypeak"].to_numpy(),
-                                              catalog["sign"].to_numpy())
-        yi = np.clip(np.rint(y_peak).astype(int), 0, score.shape[0] - 1)
-        xi = np.clip(np.rint(x_peak).astype(int), 0, score.shape[1] - 1)
-        snr = np.abs(peaks[yi, xi])  # the PSF-flux S/N (S_corr on the first pass)
+        peaks = score if peak_image is None else peak_image
+        x_peak, y_peak, snr = score_peak_positions(peaks, catalog["xpeak"].to_numpy(), catalog["ypeak"].to_numpy(),
+                                                   catalog["sign"].to_numpy())  # snr: the PSF-flux S/N there
         shifted = {c: catalog[c] + (x0 if c.startswith("x") else y0)
                    for c in ("xpeak", "ypeak", "xcpeak", "ycpeak", "xmin", "xmax", "ymin", "ymax") if c in catalog}
         catalog = catalog.assign(x_iso=catalog["x"] + x0, y_iso=catalog["y"] + y0, x=x_peak + x0, y=y_peak + y0,
@@ -228,13 +294,13 @@ class ImagePipeline:
         if flux_model is not None:
             from scipy.ndimage import map_coordinates
 
-            flux = flux - map_coordinates(flux_model, [catalog["y"].to_numpy(), catalog["x"].to_numpy()], order=1)
+            flux = flux - map_coordinates(flux_model, [y_peak, x_peak], order=1)
         ra, dec = pixel_to_sky(science.header, catalog["x"].to_numpy(), catalog["y"].to_numpy())
         catalog = catalog.assign(flux=flux, flux_err=flux_err, snr=snr, ra=ra, dec=dec,
                                  exposure_id=science.exposure_id)
         return catalog.sort_values("snr", ascending=False, ignore_index=True)
 
-    def _under_streaks(self, diff: DifferenceResult, science: Exposure, catalog: pd.DataFrame,
+    def _under_streaks(self, diff: DifferenceResult, science: ExposureArrays, catalog: pd.DataFrame,
                        streaks: list[Streak]) -> pd.DataFrame:
         """Candidates a streak's footprint swallowed, detected again with the streak's profile removed.
 
@@ -242,20 +308,27 @@ class ImagePipeline:
         bright streak's modelling error does not become candidates.  A
         first-pass detection within 3 px of one found this way was the
         streak's peak there, its position pulled by the streak: it is replaced.
+        The work is on the host, on the window that holds the streaks' bands.
         """
+        catalog = catalog.assign(under_streak=False) if not catalog.empty else catalog
+        window = _streak_window(streaks, diff.flux.shape, margin=_STREAK_MODEL_MARGIN + 2)
+        if window is None:
+            return catalog
+        (y0, y1), (x0, x1) = window
         # Modelled on the PSF-flux image, which is linear in the light (S_corr is not: the streak's own
         # source noise and gradient raise its variance, and a transient on the ridge would split in two).
-        flux, flux_err = to_numpy(diff.flux), to_numpy(diff.flux_err)
-        flux_model, band, scale = streak_model(flux, streaks, noise=flux_err)
+        flux, flux_err = to_numpy(diff.flux[y0:y1, x0:x1]), to_numpy(diff.flux_err[y0:y1, x0:x1])
+        local = [dataclasses.replace(s, x0=s.x0 - x0, y0=s.y0 - y0, x1=s.x1 - x0, y1=s.y1 - y0) for s in streaks]
+        flux_model, band, scale = streak_model(flux, local, noise=flux_err, margin=_STREAK_MODEL_MARGIN)
         residual = np.zeros(flux.shape, np.float32)  # only the streaks' bands are searched
         inside = band & (flux_err > 0)
         residual[inside] = (flux[inside] - flux_model[inside]) / flux_err[inside]
-        window = bounding_box(band)
-        if window is None:
-            return catalog.assign(under_streak=False) if not catalog.empty else catalog
-        found = self._detect(diff, science, score=residual / scale, region=band, flux_model=flux_model,
-                             peak_image=residual, window=window)
-        catalog = catalog.assign(under_streak=False) if not catalog.empty else catalog
+        box = bounding_box(band)
+        if box is None:
+            return catalog
+        (by, bx), origin = box, (y0 + box[0].start, x0 + box[1].start)
+        found = self._detect(diff, science, score=residual[by, bx] / scale[by, bx], origin=origin,
+                             region=band[by, bx], flux_model=flux_model[by, bx], peak_image=residual[by, bx])
         if found.empty:
             return catalog
         found = found.assign(under_streak=True)
@@ -264,9 +337,12 @@ class ImagePipeline:
         from scipy.spatial import cKDTree
 
         dist, _ = cKDTree(found[["x", "y"]].to_numpy()).query(catalog[["x", "y"]].to_numpy())
-        yi = np.clip(np.rint(catalog["y"].to_numpy()).astype(int), 0, band.shape[0] - 1)
-        xi = np.clip(np.rint(catalog["x"].to_numpy()).astype(int), 0, band.shape[1] - 1)
-        replaced = (dist <= 3.0) & band[yi, xi]
+        yi = np.rint(catalog["y"].to_numpy()).astype(int) - y0
+        xi = np.rint(catalog["x"].to_numpy()).astype(int) - x0
+        in_window = (yi >= 0) & (yi < band.shape[0]) & (xi >= 0) & (xi < band.shape[1])
+        on_band = np.zeros(len(catalog), bool)
+        on_band[in_window] = band[yi[in_window], xi[in_window]]
+        replaced = (dist <= 3.0) & on_band
         kept = catalog[~replaced]
         if not kept.empty:  # anything else the first pass found stays as it was
             near, _ = cKDTree(kept[["x", "y"]].to_numpy()).query(found[["x", "y"]].to_numpy())
@@ -279,10 +355,11 @@ class ImagePipeline:
             return []
         size = self.config.cutout_size
         x, y = catalog["x"].to_numpy(), catalog["y"].to_numpy()
-        stamps = {name: cutouts(img, x, y, size=size) for name, img in
+        # Cut on the device; only the stamps come back.
+        stamps = {name: to_numpy(cutouts(img, x, y, size=size)) for name, img in
                   (("science", sci.image), ("reference", ref.image), ("difference", diff.difference))}
         sign = catalog["sign"].to_numpy()
-        likeness = psf_likeness(stamps["difference"] * sign[:, None, None], np.asarray(diff.psf))
+        likeness = psf_likeness(stamps["difference"] * sign[:, None, None], to_numpy(diff.psf))
         scale = _counts_to_njy(sci.meta)
         band = str(sci.meta.get("band", ""))
         mjd = float(sci.meta.get("mjd", np.nan))
@@ -303,28 +380,36 @@ class ImagePipeline:
         return alerts
 
 
+_STREAK_MODEL_MARGIN = 8.0
+"""Pixels beyond a streak's half width that its model covers (and that are searched again)."""
 
+
+def _streak_window(streaks: list[Streak], shape, *, margin: float):
+    """``((y0, y1), (x0, x1))`` holding every streak with its half width plus ``margin``, or None."""
+    H, W = shape
+    xs = [v for s in streaks for v in (s.x0, s.x1)]
+    ys = [v for s in streaks for v in (s.y0, s.y1)]
+    reach = max(s.half_width for s in streaks) + margin
+    x0, x1 = max(int(np.floor(min(xs) - reach)), 0), min(int(np.ceil(max(xs) + reach)) + 1, W)
+    y0, y1 = max(int(np.floor(min(ys) - reach)), 0), min(int(np.ceil(max(ys) + reach)) + 1, H)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return (y0, y1), (x0, x1)
 
 
 def catalog_to_table(catalog: pd.DataFrame, *, pair_id: str = ""):
-    """The catalog as an Arrow table with a fixed schema, so every pair's part file unions cleanly."""
+    """The catalog as an Arrow table of :data:`~astroray.records.CATALOG_SCHEMA`, so every pair's part file unions."""
     import pyarrow as pa
 
-    float_cols = ("x", "y", "ra", "dec", "flux", "flux_err", "snr", "a", "b", "theta", "peak")
-    fields = [pa.field("pair_id", pa.string()), pa.field("exposure_id", pa.string())]
-    fields += [pa.field(c, pa.float64()) for c in float_cols]
-    fields += [pa.field("npix", pa.int64()), pa.field("flag", pa.int64()), pa.field("sign", pa.int8())]
-    # added later, so at the end: older part files are a prefix of this schema
-    fields += [pa.field("x_iso", pa.float64()), pa.field("y_iso", pa.float64()),
-               pa.field("on_streak", pa.bool_()), pa.field("under_streak", pa.bool_())]
-    schema = pa.schema(fields)
+    from astroray.records import CATALOG_SCHEMA
+
     n = len(catalog)
     cols = {}
-    for f in schema:
+    for f in CATALOG_SCHEMA:
         if f.name == "pair_id":
             cols[f.name] = pa.array([pair_id] * n, f.type)
         elif f.name in catalog:
             cols[f.name] = pa.array(catalog[f.name].to_numpy(), f.type, from_pandas=True)
         else:
             cols[f.name] = pa.nulls(n, f.type)
-    return pa.table(cols, schema=schema)
+    return pa.table(cols, schema=CATALOG_SCHEMA)

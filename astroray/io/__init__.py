@@ -10,7 +10,7 @@
 from astroray.io.alerts import alerts_from_records, alerts_from_table, iter_alerts, read_alerts
 from astroray.io.check import CheckReport, FileResult, check_file, check_path
 from astroray.io.cutouts import decode_cutout
-from astroray.io.detect import FileFormat, detect_format
+from astroray.io.sniff import FileFormat, detect_format
 from astroray.io.fits import exposure_to_bytes, read_exposure, read_image, write_exposure, write_image
 from astroray.io.lightcurves import (
     attach_labels,

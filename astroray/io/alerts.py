@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from astroray.errors import InvalidAlertError, InvalidInputError
 from astroray.io._source import Source, open_binary, read_head, source_name
-from astroray.io.detect import sniff_container
+from astroray.io.sniff import sniff_container
 from astroray.io.lsst import lsst_packet_to_alert
 from astroray.io.ztf import ztf_packet_to_alert
 from astroray.records import ALERT_OPTIONAL_COLUMNS, ALERT_SCHEMA, Alert, table_to_alerts

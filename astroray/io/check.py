@@ -1,6 +1,6 @@
 """Check that every file under a folder can be read: the core of ``astroray io check PATH``.
 
-Each file is detected (:func:`~astroray.io.detect.detect_format`) and then
+Each file is detected (:func:`~astroray.io.sniff.detect_format`) and then
 parsed by the reader of its kind: alert files are read to the last alert
 (cutouts decoded), light-curve files to the last point, label, feature and
 metadata tables to the last row, Avro schemas parsed, FITS images opened.
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from astroray.errors import InvalidInputError
-from astroray.io.detect import DATA_SUFFIXES, FileFormat, detect_format
+from astroray.io.sniff import DATA_SUFFIXES, FileFormat, detect_format
 
 __all__ = ["FileResult", "CheckReport", "check_path", "check_file"]
 
@@ -31,7 +31,7 @@ class FileResult:
     path : str
         Relative to the checked folder.
     kind, format : str
-        As :func:`~astroray.io.detect.detect_format` answered.
+        As :func:`~astroray.io.sniff.detect_format` answered.
     n_records : int
         Alerts, table rows or schemas read (0 for documents and text).
     n_objects : int

@@ -1,6 +1,6 @@
 """Read light-curve files into :class:`~astroray.records.LightCurve` records.
 
-One small reader per layout, chosen by :func:`~astroray.io.detect.detect_format`:
+One small reader per layout, chosen by :func:`~astroray.io.sniff.detect_format`:
 
 =========================  ====================================================================
 format                     layout
@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from astroray.errors import InvalidInputError, InvalidLightCurveError
 from astroray.io._source import Source, open_binary, read_head, source_name
-from astroray.io.detect import FileFormat, classify_columns, detect_format
+from astroray.io.sniff import FileFormat, classify_columns, detect_format
 from astroray.io.ztf import JD_TO_MJD, is_positive_difference
 from astroray.records import LightCurve, mag_to_flux, normalize_band, table_to_lightcurves
 
@@ -127,7 +127,7 @@ def read_lightcurves(source: Source | Sequence[str | os.PathLike], *, name: str 
     survey : str, optional
         Stored on light curves whose file does not say.
     file_format : FileFormat, optional
-        For a single file: what :func:`~astroray.io.detect.detect_format`
+        For a single file: what :func:`~astroray.io.sniff.detect_format`
         already answered, to skip detecting it again.
 
     Returns
@@ -211,7 +211,7 @@ def read_labels(path: str | os.PathLike, *, id_column: str | None = None,
     InvalidInputError
         The file has no recognisable id or label column.
     """
-    from astroray.io.detect import ID_COLUMNS, LABEL_COLUMNS
+    from astroray.io.sniff import ID_COLUMNS, LABEL_COLUMNS
 
     table = read_table(path)
     lower = {c.lower(): c for c in table.column_names}

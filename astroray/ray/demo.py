@@ -11,16 +11,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from astroray.config import AstrorayConfig, astroray_home
 from astroray.datasets import ImagePairConfig, write_images
+from astroray.eval import match_to_truth
 from astroray.imaging.pipeline import ImagePipelineConfig
 from astroray.ray.image_job import DifferenceJobConfig, pairs_in_folder, run_pairs
 
-__all__ = ["DemoConfig", "DemoSummary", "run_demo", "match_to_truth"]
+__all__ = ["DemoConfig", "DemoSummary", "run_demo"]
 
 
 class DemoConfig(AstrorayConfig):
@@ -36,7 +36,7 @@ class DemoConfig(AstrorayConfig):
     """Default: ``$ASTRORAY_HOME/demo``."""
     num_actors: int = Field(default=2, ge=1)
     num_gpus_per_actor: float = Field(default=0.0, ge=0.0)
-    """Set > 0 (fractions allowed) with ``pipeline.difference.device: gpu`` on GPU nodes."""
+    """Set > 0 (fractions allowed) with ``pipeline.device: gpu`` on GPU nodes."""
     match_radius: float = Field(default=2.0, gt=0)
     """Pixels within which a detection recovers an injected change."""
     track: bool = True
@@ -92,19 +92,6 @@ class DemoSummary:
         lines.append("-" * (width + 24))
         lines += [f"{k:<{width}}  {v}" for k, v in self.files.items()]
         return "\n".join(lines)
-
-
-def match_to_truth(catalog: pd.DataFrame, truth: pd.DataFrame, *, radius: float) -> np.ndarray:
-    """For each truth row, whether a detection lies within ``radius`` pixels."""
-    if truth.empty:
-        return np.zeros(0, bool)
-    if catalog.empty:
-        return np.zeros(len(truth), bool)
-    from scipy.spatial import cKDTree
-
-    tree = cKDTree(catalog[["x", "y"]].to_numpy())
-    dist, _ = tree.query(truth[["x", "y"]].to_numpy(), k=1)
-    return dist <= radius
 
 
 def _simulate_inputs(cfg: DemoConfig, inputs: Path, progress: bool) -> pd.DataFrame:
@@ -214,7 +201,7 @@ def _log_to_mlflow(cfg: DemoConfig, summary: DemoSummary) -> None:
     mlflow = setup_mlflow("astroray-demo")
     with mlflow.start_run(run_name="demo"):
         mlflow.log_params({"n_pairs": cfg.n_pairs, "seed": cfg.seed, "shape": str(tuple(cfg.simulation.shape)),
-                           "method": cfg.pipeline.difference.method, "device": cfg.pipeline.difference.device})
+                           "method": cfg.pipeline.difference.method, "device": cfg.pipeline.device})
         mlflow.log_metrics({"recovered_fraction": summary.recovered_fraction,
                             "recovered_fraction_snr7": summary.recovered_fraction_bright,
                             "n_detections": summary.n_detections, "n_quarantined": summary.n_quarantined,

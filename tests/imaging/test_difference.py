@@ -6,7 +6,7 @@ import pytest
 
 from astroray.errors import ConfigError, DeviceUnavailableError, InvalidInputError
 from astroray.config import config_from_dict
-from astroray.imaging.difference import DifferenceBatch, DifferenceConfig, Differencer, DifferenceResult
+from astroray.imaging.difference import DifferenceConfig, Differencer, DifferenceResult
 from astroray.kernels.backend import gpu_available
 from astroray.records import Exposure, MaskBits
 
@@ -121,31 +121,11 @@ def test_gpu_asked_without_one_fails_clearly():
         Differencer(DifferenceConfig(device="gpu"))
 
 
-def _batch(pairs):
-    rows = [(r.to_row(), s.to_row()) for r, s in pairs]
-    batch = {}
-    for key in rows[0][1]:
-        batch[key] = _col([s[key] for _, s in rows])
-        batch["ref_" + key] = _col([r[key] for r, _ in rows])
-    return batch
-
-
-def _col(values):
-    if isinstance(values[0], np.ndarray) and len({v.shape for v in values}) == 1:
-        return np.stack(values)
-    out = np.empty(len(values), object)
-    out[:] = values
-    return out
-
-
-def test_batch_body_differences_rows_and_quarantines_bad_ones():
-    good = make_pair(shape=(128, 128), transient=(64.0, 64.0, 3e3))
-    bad = make_pair(seed=1, shape=(128, 128), transient=(64.0, 64.0, 3e3))
-    bad[1].variance[:] = 0
-    out = DifferenceBatch({"device": "cpu", "flux_ratio": 1.25})(_batch([good, bad]))
-    assert list(out["error"]) [0] == "" and "zero everywhere" in out["error"][1]
-    assert out["score"][0].shape == (128, 128) and out["score"][1].size == 0
-    assert out["flux_ratio"][0] == 1.25 and np.isnan(out["flux_ratio"][1])
+def test_zero_variance_everywhere_is_a_typed_error_naming_the_exposure():
+    ref, sci = make_pair(seed=1, shape=(128, 128), transient=(64.0, 64.0, 3e3))
+    sci.variance[:] = 0
+    with pytest.raises(InvalidInputError, match="zero everywhere"):
+        Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25)).run(ref, sci)
 
 
 def test_psf_grid_runs_tile_by_tile_and_classic_refuses_it():

@@ -5,7 +5,7 @@ import pytest
 from astroray.datasets import ImagePairConfig, simulate_pair
 from astroray.errors import InvalidInputError
 from astroray.imaging.pipeline import ImagePipeline, ImagePipelineConfig, catalog_to_table
-from astroray.ray.demo import match_to_truth
+from astroray.eval import match_to_truth
 from astroray.records import Exposure
 
 
@@ -74,7 +74,9 @@ def test_score_peak_positions_find_sub_pixel_maxima_of_either_sign():
     truth = [(20.3, 30.8, 1), (45.6, 12.2, -1)]
     score = sum(s * 40 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0 ** 2)) for y, x, s in truth)
     score[0, 63] = 50.0  # a peak on the edge stays on its pixel
-    x, y = score_peak_positions(score, [31, 12, 63], [20, 46, 0], [1, -1, 1])
+    x, y, peak = score_peak_positions(score, [31, 12, 63], [20, 46, 0], [1, -1, 1])
     np.testing.assert_allclose(x[:2], [30.8, 12.2], atol=0.05)
     np.testing.assert_allclose(y[:2], [20.3, 45.6], atol=0.05)
     assert (x[2], y[2]) == (63, 0)
+    # |score| at the pixel nearest each vertex
+    np.testing.assert_allclose(peak, [abs(score[20, 31]), abs(score[46, 12]), 50.0])

@@ -90,7 +90,7 @@ def test_missing_path_raises(tmp_path):
 def test_exposures_and_images_are_parsed(shared_data, tmp_path):
     import numpy as np
 
-    from astroray.io.detect import detect_format
+    from astroray.io.sniff import detect_format
     from astroray.io.fits import write_exposure
     from astroray.records import Exposure
 

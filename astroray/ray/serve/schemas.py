@@ -16,7 +16,7 @@ class ServeAppConfig(AstrorayConfig):
     max_request_mb: float = Field(default=256.0, gt=0)
     """Larger request bodies get HTTP 413 (a 4k x 4k float32 exposure is ~200 MB with its planes)."""
     differencer_num_gpus: float = Field(default=0.0, ge=0)
-    """GPU share of each differencer replica (set > 0 with ``pipeline.difference.device: gpu``)."""
+    """GPU share of each differencer replica (set > 0 with ``pipeline.device: gpu``)."""
 
 
 class DifferenceRequest(BaseModel):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from astroray.io.detect import FileFormat, classify_columns, detect_format, sniff_container
+from astroray.io.sniff import FileFormat, classify_columns, detect_format, sniff_container
 
 CASES = [
     ("alerts/ztf/avro/2019_01_10_739260766315010006.avro", "alerts", "ztf-avro-3.2"),

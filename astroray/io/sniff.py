@@ -1,4 +1,4 @@
-"""Detect what a file holds from its content (and, for tables, its columns).
+"""Sniff what a file holds from its content (and, for tables, its columns): its format, not its name.
 
 :func:`detect_format` answers with a :class:`FileFormat`: a *kind* (alerts,
 light curves, labels, features, metadata, schema, image, documentation, text,
