@@ -33,6 +33,7 @@ from pydantic import Field
 from astroray.config import AstrorayConfig
 from astroray.errors import InvalidInputError
 from astroray.kernels.backend import array_module_of, to_numpy
+from astroray.stage import Stage
 
 __all__ = ["StreakConfig", "Streak", "StreakFinder", "find_streaks", "streaks_contain", "streak_model"]
 
@@ -241,14 +242,10 @@ def _cell_medians(cell: np.ndarray, values: np.ndarray, n_cells: int, *, fill: f
     return out
 
 
-class StreakFinder:
+class StreakFinder(Stage[StreakConfig]):
     """Configure once, call per score image: ``StreakFinder(config)(score) -> list[Streak]``."""
 
-    def __init__(self, config: StreakConfig | None = None):
-        self.config = config or StreakConfig()
-
-    def __call__(self, score, *, mask=None) -> list[Streak]:
-        return self.run(score, mask=mask)
+    config_class = StreakConfig
 
     def run(self, score, *, mask=None) -> list[Streak]:
         """See :func:`find_streaks`."""
