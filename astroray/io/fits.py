@@ -23,7 +23,7 @@ import numpy as np
 from astroray.errors import InvalidFITSError
 from astroray.records import Exposure
 
-__all__ = ["write_exposure", "read_exposure", "exposure_to_bytes", "read_image", "write_image"]
+__all__ = ["write_exposure", "read_exposure", "exposure_to_bytes", "read_image", "write_image", "check_structure"]
 
 # meta key -> FITS card (standard names where one exists)
 _CARDS = {
@@ -87,17 +87,95 @@ def exposure_to_bytes(exposure: Exposure) -> bytes:
     return buf.getvalue()
 
 
+_BLOCK = 2880
+_CARD = 80
+_BITPIX = {8: 1, 16: 2, 32: 4, 64: 8, -32: 4, -64: 8}
+_MAX_AXIS = 2**31 - 1
+
+
+def _card_value(card: bytes) -> str:
+    return card[10:].split(b"/", 1)[0].strip().decode("ascii", "replace").strip("'").strip()
+
+
+def check_structure(data: bytes, *, name: str = "<bytes>") -> list[tuple[int, int]]:
+    """Walk the HDUs of a FITS file's bytes without reading their data: ``[(header_start, data_end), ...]``.
+
+    Checks what a reader would otherwise trip over, with a reason that
+    depends only on the bytes (so the same bad file is always refused the same
+    way): the header blocks and their ``END`` card, ``BITPIX``, ``NAXISn``
+    (non-negative, not absurd), and that every HDU's data fits in the file.
+
+    Raises
+    ------
+    InvalidFITSError
+        The first structural problem, naming the HDU.
+    """
+    n = len(data)
+    if n < _BLOCK or not data.startswith(b"SIMPLE  ="):
+        raise InvalidFITSError(
+            f"not a FITS file ({n} bytes; a FITS file starts with 'SIMPLE  =' and has 2880-byte blocks)", source=name)
+    hdus = []
+    pos = 0
+    index = 0
+    while pos < n:
+        start = pos
+        cards: dict[str, str] = {}
+        end_found = False
+        while not end_found:
+            if pos + _BLOCK > n:
+                raise InvalidFITSError(
+                    f"truncated: {n} bytes, but the header of HDU {index} (from byte {start}) has no END card "
+                    "within the file", source=name)
+            block = data[pos:pos + _BLOCK]
+            pos += _BLOCK
+            for k in range(0, _BLOCK, _CARD):
+                card = block[k:k + _CARD]
+                key = card[:8].decode("ascii", "replace").strip()
+                if key == "END":
+                    end_found = True
+                    break
+                if card[8:10] == b"= " and key not in cards:
+                    cards[key] = _card_value(card)
+        label = f"HDU {index}" + (f" ({cards['EXTNAME']})" if cards.get("EXTNAME") else "")
+        try:
+            bitpix = int(cards.get("BITPIX", ""))
+            naxis = int(cards.get("NAXIS", ""))
+            axes = [int(cards.get(f"NAXIS{i}", "")) for i in range(1, naxis + 1)]
+            pcount = int(cards.get("PCOUNT", "0") or 0)
+            gcount = int(cards.get("GCOUNT", "1") or 1)
+        except ValueError:
+            raise InvalidFITSError(f"{label}: BITPIX, NAXIS or NAXISn missing or not an integer", source=name) from None
+        if bitpix not in _BITPIX:
+            raise InvalidFITSError(f"{label}: BITPIX = {bitpix} is not one of {sorted(_BITPIX)}", source=name)
+        if not 0 <= naxis <= 999:
+            raise InvalidFITSError(f"{label}: NAXIS = {naxis} is outside 0..999", source=name)
+        bad = [(i + 1, a) for i, a in enumerate(axes) if not 0 <= a <= _MAX_AXIS]
+        if bad:
+            raise InvalidFITSError(f"{label}: NAXIS{bad[0][0]} = {bad[0][1]} is not a valid axis length", source=name)
+        if pcount < 0 or gcount < 0:
+            raise InvalidFITSError(f"{label}: PCOUNT/GCOUNT must be non-negative", source=name)
+        size = 0
+        if naxis:
+            # random groups (NAXIS1 = 0, GROUPS = T) leave the first axis out
+            dims = axes[1:] if axes[0] == 0 and cards.get("GROUPS", "").upper() == "T" else axes
+            size = abs(bitpix) // 8 * gcount * (pcount + int(np.prod(dims, dtype=object)))
+        data_end = pos + size
+        if data_end > n:
+            raise InvalidFITSError(
+                f"truncated: {n} bytes, but the data of {label} ends at byte {data_end}", source=name)
+        hdus.append((start, data_end))
+        pos += -(-size // _BLOCK) * _BLOCK
+        index += 1
+        if pos >= n or not data[pos:pos + 8].startswith(b"XTENSION"):
+            break
+    return hdus
+
+
 def _open(source, name):
     fits = _fits()
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        if len(data) < 2880 or not data.startswith(b"SIMPLE  ="):
-            raise InvalidFITSError(
-                f"not a FITS file ({len(data)} bytes; a FITS file starts with 'SIMPLE  =' and has 2880-byte blocks)",
-                source=name)
-        if len(data) % 2880:
-            raise InvalidFITSError(
-                f"truncated: {len(data)} bytes is not a whole number of 2880-byte FITS blocks", source=name)
+        check_structure(data, name=name)
         fileobj = io.BytesIO(data)
     elif hasattr(source, "read"):
         return _open(source.read(), name)
@@ -115,9 +193,16 @@ def _open(source, name):
                 _ = hdu.data  # force the read: truncated data raises here, not later
     except InvalidFITSError:
         raise
-    except Exception as exc:
-        raise InvalidFITSError(f"corrupt or truncated FITS ({type(exc).__name__}: {exc})", source=name) from None
+    except Exception as exc:  # the structure was sound: the content is not
+        raise InvalidFITSError(f"corrupt FITS content ({type(exc).__name__}: {_stable(exc)})", source=name) from None
     return hdul
+
+
+def _stable(exc: Exception) -> str:
+    """An exception's message without what changes from run to run (object addresses)."""
+    import re
+
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(exc))[:300]
 
 
 def _array(hdul, extname, name, dtype):

@@ -6,6 +6,7 @@ from astropy.wcs import WCS
 
 from astroray.errors import InvalidFITSError, InvalidInputError
 from astroray.io.fits import exposure_to_bytes, read_exposure, read_image, write_exposure
+from astroray.datasets import ImagePairConfig, simulate_pair
 from astroray.records import Exposure, MaskBits
 
 
@@ -94,3 +95,30 @@ def test_shape_mismatch_and_nan_only(tmp_path):
     hdul.writeto(tmp_path / "cube.fits")
     with pytest.raises(InvalidFITSError, match="3-D"):
         read_exposure(tmp_path / "cube.fits")
+
+
+def test_a_truncated_file_is_refused_with_one_stable_reason(tmp_path):
+    from astroray.io.fits import read_exposure
+
+    data = exposure_to_bytes(simulate_pair(ImagePairConfig(shape=(64, 64)), seed=1, index=0).science)
+    for cut in (len(data) // 2, len(data) // 2 - (len(data) // 2) % 2880, len(data) - 1000, 5000):
+        path = tmp_path / f"cut{cut}.fits"
+        path.write_bytes(data[:cut])
+        reasons = set()
+        for _ in range(2):
+            with pytest.raises(InvalidFITSError) as err:
+                read_exposure(path)
+            reasons.add(err.value.reason)
+        assert len(reasons) == 1
+        reason = reasons.pop()
+        assert reason.startswith(f"truncated: {cut} bytes"), reason
+
+
+def test_header_lies_are_refused_before_any_data_is_read():
+    from astroray.io.fits import check_structure
+
+    data = bytearray(exposure_to_bytes(simulate_pair(ImagePairConfig(shape=(64, 64)), seed=1, index=0).science))
+    k = data.index(b"NAXIS1  =", 2880)  # the IMAGE HDU's first axis
+    data[k:k + 80] = b"NAXIS1  =                   -5".ljust(80)
+    with pytest.raises(InvalidFITSError, match="NAXIS1 = -5"):
+        check_structure(bytes(data))
