@@ -92,7 +92,8 @@ def _add_simulate(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--config", metavar="YAML", help="simulator config for that kind")
     p.add_argument("--size", type=int, metavar="PX",
-                   help="images: side of each CCD in pixels (overrides the config's shape; default 4096)")
+                   help="images: side of each CCD in pixels (overrides the config's shape; default: the config's, "
+                        "1024 without one; an LSST CCD is 4096)")
     p.add_argument("--plot", action="store_true", help="also write a PNG (or HTML for text) gallery")
     p.set_defaults(func=_cmd_simulate)
 

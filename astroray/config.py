@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from astroray.errors import ConfigError
 
-__all__ = ["AstrorayConfig", "Device", "load_config", "config_from_dict", "astroray_home"]
+__all__ = ["AstrorayConfig", "Device", "load_config", "config_from_dict", "astroray_home", "in_ray_job_working_dir"]
 
 Device = Literal["cpu", "gpu", "auto"]
 """Where array work runs: ``"auto"`` picks the GPU when CuPy sees one."""
@@ -105,8 +105,31 @@ def load_config(path: str | os.PathLike | None, model: type[C], **overrides: Any
     return config_from_dict(model, data, source=source)
 
 
+def in_ray_job_working_dir() -> bool:
+    """Whether this process is a ``ray job submit`` entry point running in Ray's copy of ``--working-dir``.
+
+    That copy is deleted when the job ends: nothing meant to outlive the job may be written there.
+    """
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ and "runtime_resources" in Path.cwd().parts
+
+
 def astroray_home() -> Path:
-    """Folder for the MLflow store, artifacts and outputs (``$ASTRORAY_HOME``, default ``./.astroray``)."""
-    home = Path(os.environ.get("ASTRORAY_HOME", ".astroray")).expanduser().resolve()
+    """Folder for the MLflow store, artifacts and outputs, made if missing (an absolute path).
+
+    ``$ASTRORAY_HOME`` when set; else ``./.astroray``, except in a
+    ``ray job submit`` entry point running in Ray's temporary copy of the
+    working dir, where ``~/.astroray`` (on the node that runs the entry point)
+    keeps the results after the job.  Pass ``ASTRORAY_HOME`` in the job's
+    runtime env (``--runtime-env-json '{"env_vars": {"ASTRORAY_HOME": "/abs/path"}}'``)
+    to choose the place.
+    """
+    env = os.environ.get("ASTRORAY_HOME")
+    if env:
+        home = Path(env)
+    elif in_ray_job_working_dir():
+        home = Path.home() / ".astroray"
+    else:
+        home = Path(".astroray")
+    home = home.expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home

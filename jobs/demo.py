@@ -1,7 +1,11 @@
 """Entry point for `ray job submit`: the end-to-end demo on a simulated sky.
 
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
+    ray job submit --address http://127.0.0.1:8265 --working-dir . \
+        --runtime-env-json "{\"env_vars\": {\"ASTRORAY_HOME\": \"$PWD/.astroray\"}}" -- \
         python jobs/demo.py --config configs/demo.yaml
+
+Outputs and the MLflow run go to $ASTRORAY_HOME (without it, ~/.astroray on the node running
+this entry point: Ray deletes its copy of the working dir after the job).
 
 Exits non-zero when no pair could be processed or the config is invalid.
 """
@@ -18,8 +22,12 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default=None, help="demo config YAML (default: built-in defaults)")
     parser.add_argument("--out", default=None, help="output folder (default: $ASTRORAY_HOME/demo)")
     parser.add_argument("--n-pairs", type=int, default=None, help="number of simulated pairs")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store, absolute (sqlite:////abs/path/mlflow.db or a server URL); default "
+                             "$MLFLOW_TRACKING_URI, else $ASTRORAY_HOME/mlflow.db")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in (("output_dir", args.out), ("n_pairs", args.n_pairs)) if v is not None}
+    overrides = {k: v for k, v in (("output_dir", args.out), ("n_pairs", args.n_pairs),
+                                   ("tracking_uri", args.tracking_uri)) if v is not None}
     try:
         summary = run_demo(load_config(args.config, DemoConfig, **overrides), progress=False)
     except AstrorayError as exc:

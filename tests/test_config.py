@@ -71,3 +71,31 @@ def test_shipped_configs_validate():
     serve_cfg = yaml.safe_load((root / "serve.yaml").read_text())
     for app in serve_cfg["applications"]:
         ServeAppConfig.model_validate(app["args"])
+
+
+def test_results_outlive_a_ray_job_working_dir_copy(tmp_path, monkeypatch):
+    """In Ray's temporary copy of --working-dir, the default home is ~/.astroray, not the copy."""
+    from astroray.config import astroray_home
+
+    copy = tmp_path / "session_x" / "runtime_resources" / "working_dir_files" / "_ray_pkg_abc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.delenv("ASTRORAY_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert astroray_home() == (copy / ".astroray").resolve()  # not a job: the current folder
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    assert astroray_home() == (tmp_path / "user" / ".astroray").resolve()
+    monkeypatch.setenv("ASTRORAY_HOME", str(tmp_path / "mine"))
+    assert astroray_home() == (tmp_path / "mine").resolve()
+
+
+def test_relative_tracking_stores_are_refused():
+    from astroray.errors import ConfigError
+    from astroray.tracking import tracking_uri
+
+    assert tracking_uri("sqlite:////abs/mlflow.db") == "sqlite:////abs/mlflow.db"
+    assert tracking_uri("http://mlflow.example:5000") == "http://mlflow.example:5000"
+    for bad in ("sqlite:///mlflow.db", "mlruns", "file:mlruns"):
+        with pytest.raises(ConfigError, match="relative"):
+            tracking_uri(bad)

@@ -41,6 +41,9 @@ class DemoConfig(AstrorayConfig):
     """Pixels within which a detection recovers an injected change."""
     track: bool = True
     """Log parameters, metrics and the overview to MLflow (``$ASTRORAY_HOME/mlflow.db``)."""
+    tracking_uri: str | None = None
+    """MLflow store (absolute ``sqlite:////...`` or a server); default ``$MLFLOW_TRACKING_URI``, else
+    ``$ASTRORAY_HOME/mlflow.db``."""
 
 
 @dataclass
@@ -198,7 +201,7 @@ def _overview(out: Path, status: pd.DataFrame, catalog: pd.DataFrame, truth: pd.
 def _log_to_mlflow(cfg: DemoConfig, summary: DemoSummary) -> None:
     from astroray.tracking import setup_mlflow
 
-    mlflow = setup_mlflow("astroray-demo")
+    mlflow = setup_mlflow("astroray-demo", uri=cfg.tracking_uri)
     with mlflow.start_run(run_name="demo"):
         mlflow.log_params({"n_pairs": cfg.n_pairs, "seed": cfg.seed, "shape": str(tuple(cfg.simulation.shape)),
                            "method": cfg.pipeline.difference.method, "device": cfg.pipeline.device})

@@ -53,13 +53,17 @@ def ray_head(tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_under_ray_job_submit(ray_head, tmp_path):
-    out = tmp_path / "out"
+    """The README's command: outputs and the MLflow run land in the user's $ASTRORAY_HOME, not Ray's temp copy."""
+    import json
+
+    home = tmp_path / "home"
     config = tmp_path / "demo.yaml"
-    config.write_text("n_pairs: 2\nn_corrupt: 1\nnum_actors: 1\ntrack: false\n"
+    config.write_text("n_pairs: 2\nn_corrupt: 1\nnum_actors: 1\ntrack: true\n"
                       "simulation:\n  shape: [1024, 1024]\n")
     submit = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address",
-              f"http://127.0.0.1:{DASHBOARD}", "--working-dir", str(REPO), "--", "python", "jobs/demo.py",
-              "--config", str(config), "--out", str(out)]
+              f"http://127.0.0.1:{DASHBOARD}", "--working-dir", str(REPO),
+              "--runtime-env-json", json.dumps({"env_vars": {"ASTRORAY_HOME": str(home)}}),
+              "--", "python", "jobs/demo.py", "--config", str(config)]
     deadline = time.time() + 120
     while True:  # the dashboard answers before its job agent has registered
         proc = subprocess.run(submit, env=ray_head, capture_output=True, text=True, timeout=480)
@@ -68,7 +72,15 @@ def test_demo_runs_under_ray_job_submit(ray_head, tmp_path):
         time.sleep(3)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "succeeded" in proc.stdout.lower()
+    out = home / "demo"
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert sorted(manifest["status"]) == ["ok", "ok", "quarantined"]
     assert len(list((out / "alerts").glob("*.parquet"))) == 2
     assert (out / "overview.png").stat().st_size > 10_000
+    # the run is in the user's store, with its metrics and the overview artifact
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("astroray-demo").experiment_id])
+    assert len(runs) == 1 and runs[0].data.metrics["recovered_fraction_snr7"] > 0.5
+    assert [a.path for a in client.list_artifacts(runs[0].info.run_id)] == ["overview.png"]
