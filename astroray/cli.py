@@ -68,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_io_check)
 
+    p = _add(sub, "serve", "serve the HTTP API (a Ray Serve config) until interrupted", """
+        Start Ray (or join $RAY_ADDRESS) and deploy the Serve applications of a config file: the FastAPI
+        ingress with /difference and its deployments. Waits until every application runs, prints the URLs,
+        and serves until Ctrl-C. The OpenAPI description is at /docs (it works offline).""", """
+        examples:
+          astroray serve                              # configs/serve.yaml
+          astroray serve --config my-serve.yaml""")
+    p.add_argument("--config", metavar="YAML", default="configs/serve.yaml",
+                   help="Serve config (default: configs/serve.yaml)")
+    p.set_defaults(func=_cmd_serve)
+
     p = _add(sub, "version", "print versions and the compute found here", """
         Print the versions of astroray and its main dependencies, and whether a CUDA GPU is usable.""")
     p.set_defaults(func=_cmd_version)
@@ -125,6 +136,25 @@ def _cmd_io_check(args) -> int:
     else:
         print(report.to_text())
     return 0 if report.ok else 1
+
+
+def _cmd_serve(args) -> int:
+    import time
+
+    from astroray.ray.serve.run import deploy_config, load_serve_config
+
+    config = load_serve_config(args.config)
+    urls = deploy_config(config)
+    for url in urls:
+        print(f"serving {url} (OpenAPI: {url.rstrip('/')}/docs); Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve
+
+        serve.shutdown()
+    return 0
 
 
 def _cmd_version(args) -> int:

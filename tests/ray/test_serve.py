@@ -62,8 +62,48 @@ def test_http_user_errors_are_4xx_with_a_message(serve_app, pair):
         r = client.post("/difference", json={"reference": good, "science": corrupt})
         assert r.status_code == 422 and r.json()["detail"].startswith("science: truncated")
         r = client.post("/difference", content=b"{not json", headers={"content-type": "application/json"})
-        assert r.status_code == 422 and "malformed" in r.json()["detail"]
-        r = client.post("/difference", json={"reference": good})
         assert r.status_code == 422
+        assert r.json()["detail"].startswith("malformed request: the body is not valid JSON")
+        assert "pydantic" not in r.text and "http" not in r.json()["detail"]  # one sentence, no links
+        r = client.post("/difference", json={"reference": good})
+        assert r.status_code == 422 and r.json()["detail"] == "malformed request: field 'science' is required"
+        r = client.post("/difference", json={"reference": good, "science": good, "scinece_typo": 1})
+        assert r.status_code == 422 and "unknown field 'scinece_typo'" in r.json()["detail"]
         r = client.post("/difference", content=b"x" * (2 * 2**20), headers={"content-type": "application/json"})
         assert r.status_code == 413 and "exceeds" in r.json()["detail"]
+
+        def chunks():  # no Content-Length: refused at the limit, not after the whole body
+            for _ in range(64):
+                yield b"x" * 2**16
+        r = client.post("/difference", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+
+
+def test_openapi_documents_the_request_body_and_docs_need_no_network(serve_app):
+    with httpx.Client(base_url=URL, timeout=60) as client:
+        spec = client.get("/openapi.json").json()
+        body = spec["paths"]["/difference"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert set(body["required"]) == {"reference", "science"} and "max_detections" in body["properties"]
+        docs = client.get("/docs").text
+        assert "cdn" not in docs and "swagger-ui-bundle.js" in docs
+        js = next(part.split('"')[0] for part in docs.split('src="')[1:] if "swagger-ui-bundle.js" in part)
+        assert client.get(js).status_code == 200  # served by the app itself
+
+
+def test_user_errors_are_not_logged_as_server_errors(serve_app, pair):
+    """A 4xx is one WARNING line in the ingress, not an ERROR with a traceback in a replica."""
+    import glob
+    import time
+
+    import ray
+
+    good = base64.b64encode(pair[0]).decode()
+    corrupt = base64.b64encode(pair[1][:3000]).decode()
+    with httpx.Client(base_url=URL, timeout=60) as client:
+        r = client.post("/difference", json={"reference": good, "science": corrupt})
+    assert r.status_code == 422
+    time.sleep(2)  # replica logs are flushed to files
+    logs = ray._private.worker._global_node.get_logs_dir_path()
+    text = "\n".join(open(f, errors="replace").read() for f in glob.glob(f"{logs}/serve/replica_astroray_*.log"))
+    assert "Request failed" not in text and "Traceback" not in text
+    assert "WARNING" in text and "422 /difference: science: truncated" in text

@@ -8,6 +8,7 @@ from ray import serve
 from astroray.config import config_from_dict
 from astroray.imaging.pipeline import ImagePipeline, ImagePipelineConfig
 from astroray.io.fits import read_exposure
+from astroray.ray.serve.http import user_errors_as_values
 
 __all__ = ["DifferencerDeployment"]
 
@@ -24,9 +25,10 @@ class DifferencerDeployment:
     def __init__(self, pipeline_config: dict):
         self.pipeline = ImagePipeline(config_from_dict(ImagePipelineConfig, pipeline_config, source="serve args"))
 
+    @user_errors_as_values
     def difference(self, reference_fits: bytes, science_fits: bytes, *, return_difference: bool = False,
                    max_detections: int = 1000) -> dict:
-        """Run the pair; bad FITS raise :class:`~astroray.errors.InvalidInputError` (the ingress makes it a 4xx)."""
+        """Run the pair; bad input comes back as a :class:`~astroray.ray.serve.http.UserError` (a 4xx at the ingress)."""
         ref = read_exposure(reference_fits, name="reference")
         sci = read_exposure(science_fits, name="science")
         result = self.pipeline.run(ref, sci)

@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API (they make the OpenAPI schema)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from astroray.config import AstrorayConfig
 from astroray.imaging.pipeline import ImagePipelineConfig
@@ -15,12 +15,16 @@ class ServeAppConfig(AstrorayConfig):
     pipeline: ImagePipelineConfig = Field(default_factory=ImagePipelineConfig)
     max_request_mb: float = Field(default=256.0, gt=0)
     """Larger request bodies get HTTP 413 (a 4k x 4k float32 exposure is ~200 MB with its planes)."""
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    """A request body that has not arrived whole in this time gets HTTP 408."""
     differencer_num_gpus: float = Field(default=0.0, ge=0)
     """GPU share of each differencer replica (set > 0 with ``pipeline.device: gpu``)."""
 
 
 class DifferenceRequest(BaseModel):
     """Two exposures as base64-encoded astroray FITS files (IMAGE, VARIANCE, MASK, PSF HDUs)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     reference: str = Field(description="base64 of the reference (template) exposure FITS")
     science: str = Field(description="base64 of the science (new epoch) exposure FITS")

@@ -1,0 +1,150 @@
+"""HTTP plumbing of the ingress: bounded bodies, strict JSON, user errors as 4xx, documented bodies.
+
+* :func:`read_json_body` reads a request body no larger than a limit (a
+  chunked body is refused as soon as it passes the limit, not after it was
+  read whole; a body that stops short of its ``Content-Length`` times out),
+  then validates it against a pydantic model whose unknown keys are refused;
+  every problem is one sentence with the HTTP status that fits (413, 408, 422).
+* Deployments return :class:`UserError` values instead of raising for bad
+  input (a raised exception is logged by Serve as an ERROR with a traceback):
+  :func:`user_errors_as_values` wraps a deployment method, :func:`raise_for_user_error`
+  turns the value into an HTTP 4xx in the ingress, logged as one WARNING line.
+* :func:`json_body_openapi` documents a manually read body in the OpenAPI schema.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, ValidationError
+
+from astroray.errors import InvalidInputError
+
+__all__ = ["UserError", "user_errors_as_values", "raise_for_user_error", "read_json_body", "describe_validation_error",
+           "json_body_openapi", "logger"]
+
+logger = logging.getLogger("ray.serve")
+
+
+@dataclass(frozen=True)
+class UserError:
+    """Bad input found by a deployment: the message for the user and the HTTP status."""
+
+    message: str
+    status: int = 422
+
+
+def user_errors_as_values(method):
+    """Wrap a deployment method so :class:`~astroray.errors.InvalidInputError` comes back as a :class:`UserError`."""
+    if inspect.iscoroutinefunction(method):
+        @functools.wraps(method)
+        async def wrapper(*args, **kwargs):
+            try:
+                return await method(*args, **kwargs)
+            except InvalidInputError as exc:
+                return UserError(str(exc))
+    else:
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except InvalidInputError as exc:
+                return UserError(str(exc))
+    return wrapper
+
+
+def raise_for_user_error(value: Any, *, route: str) -> Any:
+    """``value`` unless it is a :class:`UserError`, which becomes an HTTP error (and one WARNING line)."""
+    if isinstance(value, UserError):
+        reject(value.status, value.message, route=route)
+    return value
+
+
+def reject(status: int, message: str, *, route: str):
+    """Raise an HTTP ``status`` error with ``message``, logged as one line (user errors are not server errors)."""
+    logger.warning("%s %s: %s", status, route, message)
+    raise HTTPException(status_code=status, detail=message)
+
+
+async def _read_limited(request: Request, limit: int, route: str) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            reject(400, f"Content-Length {length!r} is not a number", route=route)
+        if declared > limit:
+            reject(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes "
+                        "(max_request_mb in the Serve config)", route=route)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # a chunked body says nothing up front: stop at the limit
+            reject(413, f"request body exceeds the limit of {limit} bytes (max_request_mb in the Serve config)",
+                   route=route)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_body(request: Request, model: type[BaseModel], *, limit: int, timeout_s: float = 30.0,
+                         route: str = "") -> BaseModel:
+    """The request's JSON body as ``model``, read within ``limit`` bytes and ``timeout_s`` seconds.
+
+    Raises HTTP 413 (too large), 408 (the body did not arrive in time, e.g.
+    shorter than its ``Content-Length``) or 422 (not JSON, or not ``model``:
+    one sentence naming the field).
+    """
+    route = route or request.url.path
+    try:
+        body = await asyncio.wait_for(_read_limited(request, limit, route), timeout=timeout_s)
+    except asyncio.TimeoutError:
+        reject(408, f"the request body did not arrive within {timeout_s:g} s (is it shorter than its "
+                    "Content-Length?)", route=route)
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        reject(422, describe_validation_error(exc), route=route)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One sentence for a request body that pydantic refused (no documentation links, no echoed input)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return "malformed request"
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    if kind == "json_invalid":
+        return f"malformed request: the body is not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')})"
+    if kind == "extra_forbidden":
+        msg = f"malformed request: unknown field {where!r}"
+    elif kind == "missing":
+        msg = f"malformed request: field {where!r} is required"
+    elif kind == "model_type" and not where:
+        msg = "malformed request: the body must be a JSON object"
+    else:
+        msg = f"malformed request: field {where!r}: {first['msg']}"
+    more = len(errors) - 1
+    return msg + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def _inline_refs(schema: Any, defs: dict) -> Any:
+    if isinstance(schema, dict):
+        if "$ref" in schema and schema["$ref"].startswith("#/$defs/"):
+            return _inline_refs(defs[schema["$ref"].split("/")[-1]], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
+
+
+def json_body_openapi(model: type[BaseModel]) -> dict:
+    """``openapi_extra`` for a route that reads its JSON body itself: the body's schema, nested models inlined."""
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": _inline_refs(schema, schema.get("$defs", {}))}}}}
