@@ -14,6 +14,8 @@ __all__ = [
     "InvalidFITSError",
     "InvalidAlertError",
     "InvalidLightCurveError",
+    "InvalidTextError",
+    "NotFittedError",
     "ConfigError",
     "DeviceUnavailableError",
 ]
@@ -58,6 +60,14 @@ class InvalidAlertError(InvalidInputError):
 
 class InvalidLightCurveError(InvalidInputError):
     """A light curve that is empty, has mismatched columns or unusable values."""
+
+
+class InvalidTextError(InvalidInputError):
+    """Text input astroray cannot read: empty, not UTF-8, not the expected format, or too large."""
+
+
+class NotFittedError(AstrorayError, RuntimeError):
+    """A fitted object (a calibrator, a detector) used before it was fitted or loaded."""
 
 
 class ConfigError(AstrorayError, ValueError):
