@@ -31,6 +31,7 @@ from pydantic import Field, field_validator
 
 from astroray.config import AstrorayConfig
 from astroray.errors import InvalidInputError
+from astroray.text.conventions import CONVENTIONS as _NAMING_CONVENTIONS
 
 __all__ = [
     "LABELS",
@@ -43,30 +44,12 @@ __all__ = [
 
 LABELS = ("TRANSIENT", "EVENT", "SOURCE", "FACILITY")
 
-CONVENTIONS = {
-    "tns": r"(AT|SN) ?\d{4}([A-Z]|[a-z]{2,3})",
-    "ztf": r"ZTF\d{2}[a-z]{7}",
-    "gaia": r"Gaia\d{2}[a-z]{2,3}",
-    "grb": r"GRB \d{6}[A-D]",
-    "frb": r"FRB \d{8}([A-Z]|[a-z]{2})",
-    "ep": r"EP\d{6}[a-z]",
-    "gw": r"(S\d{6}[a-z]{1,2}|GW\d{6}(_\d{6})?)",
-    "icecube": r"IceCube-\d{6}A",
-    "swift": r"Swift J\d{4}\.\d[+-]\d{4}",
-    "maxi": r"MAXI J\d{4}[+-]\d{3}",
-    "xte": r"XTE J\d{4}[+-]\d{3}",
-    "igr": r"IGR J\d{5}[+-]\d{4}",
-    "4fgl": r"4FGL J\d{4}\.\d[+-]\d{4}",
-    "psr": r"PSR (J\d{4}[+-]\d{4}|B\d{4}[+-]\d{2})",
-    "2mass": r"2MASS J\d{8}[+-]\d{7}",
-    "sdss": r"SDSS J\d{6}\.\d{2}[+-]\d{6}\.\d",
-    "messier": r"(M ?\d{1,3}|Messier \d{1,3})",
-    "ngc": r"NGC ?\d{1,4}",
-    "ic": r"IC ?\d{1,4}",
-    "proper": r".+",
-    "facility": r".+",
-    "gazetteer": r".+",
-}
+# One definition of the naming conventions, shared with the name finder (astroray.text.conventions);
+# the simulator writes names of these, and of proper names, facilities and gazetteer entries.
+_SIMULATED_CONVENTIONS = ("tns", "ztf", "gaia", "grb", "frb", "ep", "gw", "icecube", "swift", "maxi", "xte", "igr",
+                          "4fgl", "psr", "2mass", "sdss", "messier", "ngc", "ic")
+CONVENTIONS = {key: _NAMING_CONVENTIONS[key].pattern for key in _SIMULATED_CONVENTIONS}
+CONVENTIONS.update({"proper": r".+", "facility": r".+", "gazetteer": r".+"})
 """Naming convention -> regular expression every generated name of it matches (full match)."""
 
 _PROPER = ("Sgr A*", "M87*", "the Crab Nebula", "Cas A", "Cyg X-1", "Sco X-1", "Her X-1", "the Vela pulsar",
