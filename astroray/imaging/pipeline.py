@@ -274,9 +274,18 @@ class ImagePipeline(Stage[ImagePipelineConfig]):
             bad = bad | ~region
         found = []
         signs = (1, -1) if self.config.detect_negative else (1,)
-        for sign in signs:
-            cat = self.extractor.run(sign * score, mask=bad).catalog
-            found.append(cat.assign(sign=sign))
+        ext = self.extractor.config
+        if (self.extractor.implementation == "sep" and ext.threshold_type == "absolute" and ext.threshold > 0
+                and ext.filter_kernel is None and not ext.photometry):
+            # SEP detecting above a positive level, unfiltered, measuring footprints only: a pixel set to 0
+            # is never in a footprint, as a masked one is not, and the extraction skips its mask passes.
+            data = xp.where(bad, xp.float32(0), score.astype(xp.float32, copy=False))
+            for sign in signs:
+                found.append(self.extractor.run(data if sign > 0 else -data).catalog.assign(sign=sign))
+        else:
+            for sign in signs:
+                cat = self.extractor.run(sign * score, mask=bad).catalog
+                found.append(cat.assign(sign=sign))
         catalog = pd.concat(found, ignore_index=True)
         if catalog.empty:
             return catalog

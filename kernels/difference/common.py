@@ -345,16 +345,7 @@ def fit_flux_ratio(reference, science, *, variance_reference, variance_science, 
     xp = array_module_of(reference)
     H, W = reference.shape
     r = box // 2
-    snr_r = reference / xp.sqrt(xp.maximum(variance_reference, 1e-30))
-    snr_n = science / xp.sqrt(xp.maximum(variance_science, 1e-30))
-    core = snr_r[1:-1, 1:-1]
-    peak = (core >= min_snr) & (snr_n[1:-1, 1:-1] >= min_snr) & good[1:-1, 1:-1]
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy or dx:
-                peak &= core > snr_r[1 + dy:H - 1 + dy, 1 + dx:W - 1 + dx]
-    ys, xs = xp.nonzero(peak)
-    ys, xs = ys + 1, xs + 1
+    ys, xs = _star_peaks(reference, science, variance_reference, variance_science, good, min_snr, xp)
     inside = (ys >= r) & (ys < H - r) & (xs >= r) & (xs < W - r)
     ys, xs = ys[inside], xs[inside]
     if int(ys.size) > max_stars:  # brightest first: best S/N, and a bounded cost
@@ -405,6 +396,33 @@ def fit_flux_ratio(reference, science, *, variance_reference, variance_science, 
     if not (q > 0) or not math.isfinite(q):
         raise InvalidInputError(f"fitted flux ratio F_n/F_r = {q!r} is not positive; give flux_ratio explicitly")
     return FluxRatioFit(ratio=q, ratio_err=err, n_stars=n_found, n_used=int(keep.sum()))
+
+
+def _star_peaks(reference, science, variance_reference, variance_science, good, min_snr, xp):
+    """Rows and columns of the local maxima of the reference's S/N that reach ``min_snr`` in both images."""
+    H, W = reference.shape
+    planes = (reference, science, variance_reference, variance_science)
+    if xp is np and all(p.dtype == np.float32 for p in planes) and good.dtype == bool:
+        from astroray.kernels.difference import _cpu  # one parallel pass, no full-frame temporaries
+
+        return _cpu.star_peaks(*(np.ascontiguousarray(p) for p in planes), np.ascontiguousarray(good),
+                               float(min_snr))
+    return _star_peaks_array(reference, science, variance_reference, variance_science, good, min_snr, xp)
+
+
+def _star_peaks_array(reference, science, variance_reference, variance_science, good, min_snr, xp):
+    """:func:`_star_peaks` as array expressions (the device's code, and the host kernel's reference)."""
+    H, W = reference.shape
+    snr_r = reference / xp.sqrt(xp.maximum(variance_reference, 1e-30))
+    snr_n = science / xp.sqrt(xp.maximum(variance_science, 1e-30))
+    core = snr_r[1:-1, 1:-1]
+    peak = (core >= min_snr) & (snr_n[1:-1, 1:-1] >= min_snr) & good[1:-1, 1:-1]
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                peak &= core > snr_r[1 + dy:H - 1 + dy, 1 + dx:W - 1 + dx]
+    ys, xs = xp.nonzero(peak)
+    return ys + 1, xs + 1
 
 
 def _psf_fluxes(r_cube, n_cube, vr_cube, vn_cube, psf_r, psf_n, box):

@@ -249,3 +249,74 @@ def test_flux_ratio_falls_back_to_zero_points_on_a_sparse_field():
                       psf=pair.science.psf, meta={"exposure_id": "nocal"})
     with pytest.raises(InvalidInputError, match="zero_point and exptime"):
         Differencer().run(sub(pair.reference), sub(no_cal))
+
+
+def _flagged(seed=0):
+    """A pair with a bad column in the science, saturated star cores (in one image and in both), cosmic rays,
+    NaN and zero-variance pixels, and a flag outside ``bad_bits``."""
+    ref, sci = make_pair(seed=seed)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(ref.image, axis=None)[::-1]
+    ys, xs = np.unravel_index(order, ref.image.shape)
+    sci.mask[:, 200] |= np.uint32(MaskBits.BAD)
+    ref.mask[ys[0] - 1:ys[0] + 2, xs[0] - 1:xs[0] + 2] |= np.uint32(MaskBits.SAT)
+    far = [(y, x) for y, x in zip(ys[1:200], xs[1:200]) if max(abs(y - ys[0]), abs(x - xs[0])) > 10][0]
+    ref.mask[far] |= np.uint32(MaskBits.SAT)
+    sci.mask[far] |= np.uint32(MaskBits.SAT)
+    sci.mask[rng.integers(0, 256, 20), rng.integers(0, 256, 20)] |= np.uint32(MaskBits.CR)
+    ref.mask[rng.integers(0, 256, 20), rng.integers(0, 256, 20)] |= np.uint32(MaskBits.CR)
+    sci.mask[3, :] |= np.uint32(MaskBits.EDGE)  # not a bad bit: kept
+    ref.image[7, 9] = np.nan
+    sci.variance[100, 3] = 0.0
+    return ref, sci
+
+
+def test_host_input_pass_equals_the_array_expressions():
+    ref, sci = _flagged()
+    fast = Differencer(DifferenceConfig(device="cpu", cpu_kernels="numba"))._prepare(ref, sci)
+    twin = Differencer(DifferenceConfig(device="cpu", cpu_kernels="numpy"))._prepare(ref, sci)
+    for key in ("R", "N", "VR", "VN", "mask", "bad", "good"):
+        assert fast[key].dtype == twin[key].dtype, key
+        np.testing.assert_array_equal(fast[key], twin[key], err_msg=key)
+    for a, b in zip(fast["bads"], twin["bads"]):
+        np.testing.assert_array_equal(a, b)
+    assert fast["fwhm"] == twin["fwhm"] and fast["raw"].keys() == twin["raw"].keys()
+    assert fast["mask"][7, 9] & MaskBits.NO_DATA and fast["mask"][100, 3] & MaskBits.NO_DATA
+    # nothing flagged: the planes as given, no copies, on both paths
+    clean_ref, clean_sci = make_pair(seed=1)
+    for kernels in ("numba", "numpy"):
+        out = Differencer(DifferenceConfig(device="cpu", cpu_kernels=kernels))._prepare(clean_ref, clean_sci)
+        assert out["raw"] is None and out["R"] is clean_ref.image
+    # and the same errors
+    for kernels in ("numba", "numpy"):
+        ref, sci = make_pair()
+        ref.mask[:] = MaskBits.BAD
+        with pytest.raises(InvalidInputError, match="reference has no usable pixels"):
+            Differencer(DifferenceConfig(device="cpu", cpu_kernels=kernels))._prepare(ref, sci)
+        ref, sci = make_pair()
+        sci.variance[:] = 0
+        with pytest.raises(InvalidInputError, match="science variance is zero everywhere"):
+            Differencer(DifferenceConfig(device="cpu", cpu_kernels=kernels))._prepare(ref, sci)
+
+
+def test_host_blanking_equals_the_fft_and_box_filter_path():
+    """The host's blank (direct lost-light sum, seeds grown one by one) is the array path's (four FFTs, a
+    maximum filter over the seeds' box): the same pixels, on a pair flagged in every way."""
+    from astroray.kernels.difference.common import FourierBackend
+
+    ref, sci = _flagged(seed=2)
+    fast = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25))
+    twin = Differencer(DifferenceConfig(device="cpu", flux_ratio=1.25, cpu_kernels="numpy"))
+    a, b = fast.run(ref, sci), twin.run(ref, sci)
+    assert 300 < (a.score == 0).sum() < 0.1 * a.score.size
+    np.testing.assert_array_equal(a.score == 0, b.score == 0)
+    np.testing.assert_allclose(a.score, b.score, atol=1e-4)
+    # the seeds (flagged in both images) grown where they border light, seed by seed or by the filter
+    inp = fast._prepare(ref, sci)
+    seeds = inp["bads"][0] & inp["bads"][1]
+    seeds[[0, 255, 128], [0, 255, 254]] = True  # and on the edges
+    assert seeds.sum() >= 4
+    for radius in (1, 5):
+        np.testing.assert_array_equal(fast._grown_around(seeds, inp, radius), fast._grown_box(seeds, inp, radius))
+    assert fast._grown_around(seeds, inp, 5).sum() > 0
+    assert isinstance(fast.fft, FourierBackend)

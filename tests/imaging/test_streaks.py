@@ -53,10 +53,18 @@ def test_two_crossing_streaks_and_a_mask():
     img = score_image(seed=4, lines=[(50, 100, 10.0, 900, 8.0), (600, 50, 100.0, 900, 20.0)])
     streaks = StreakFinder(StreakConfig(min_length=300))(img)
     assert sorted(round(s.angle) for s in streaks) == [10, 100]
-    masked = np.zeros(img.shape, bool)
-    masked[300:, 400:620] = True  # most of the bright one lies under the mask: its pixels cannot vote
+    yy, xx = np.indices(img.shape)
+    ux, uy = math.cos(math.radians(100.0)), math.sin(math.radians(100.0))
+    masked = np.abs(-(xx - 600) * uy + (yy - 50) * ux) <= 15  # the bright one's band: its pixels cannot vote
     (left,) = find_streaks(img, mask=masked)
-    assert left.angle == pytest.approx(10.0, abs=0.5)
+    assert left.angle == pytest.approx(10.0, abs=0.5) and left.length == pytest.approx(900, rel=0.03)
+    masked[:300] = False  # its first 250 px show again (over min_length): at most that stretch is found
+    found = find_streaks(img, mask=masked)
+    assert sum(abs(s.angle - 10.0) < 0.5 for s in found) == 1
+    for s in found:
+        if abs(s.angle - 10.0) >= 0.5:
+            assert s.angle == pytest.approx(100.0, abs=5.0)  # a short stretch, cut obliquely by the mask
+            assert max(s.y0, s.y1) < 300 + s.half_width + 8 and s.length < 300
 
 
 def test_bad_input():
@@ -155,3 +163,113 @@ def test_crossing_bright_streaks_leave_no_candidates_of_their_own():
     res = ImagePipeline(cfg).run(ref, sci)
     assert sorted(round(s.angle) for s in res.streaks) == [20, 95]
     assert not res.catalog["under_streak"].any()
+
+
+# --------------------------------------------------------------------------- host kernels against their references
+
+
+def _band_by_sampling(s, reach, H, W):
+    """The band's pixels as streak_model first found them: every half pixel along and across, rounded, each
+    pixel once, then tested (the reference for the row-by-row enumeration)."""
+    ux, uy = (s.x1 - s.x0) / s.length, (s.y1 - s.y0) / s.length
+    a, d = np.meshgrid(np.arange(-1.0, s.length + 1.5, 0.5), np.arange(-reach - 1.0, reach + 1.5, 0.5), indexing="ij")
+    px = np.rint(s.x0 + a * ux - d * uy).astype(np.int64)
+    py = np.rint(s.y0 + a * uy + d * ux).astype(np.int64)
+    ok = (px >= 0) & (px < W) & (py >= 0) & (py < H)
+    yy, xx = np.divmod(np.unique(py[ok] * W + px[ok]), W)
+    along = (xx - s.x0) * ux + (yy - s.y0) * uy
+    across = -(xx - s.x0) * uy + (yy - s.y0) * ux
+    inside = (np.abs(across) <= reach) & (along >= 0) & (along <= s.length)
+    return yy[inside], xx[inside]
+
+
+def test_band_pixels_are_the_sampled_band():
+    from astroray.imaging.streaks import Streak, _band_pixels
+
+    rng = np.random.default_rng(7)
+    H, W = 300, 250
+    cases = [Streak(10.0, 20.0, 10.0, 280.0, 6.0, 1.0), Streak(-5.0, 40.5, 260.0, 40.5, 3.5, 1.0),  # vertical, level
+             Streak(0.0, 0.0, 249.0, 299.0, 12.0, 1.0), Streak(120.3, 150.7, 121.1, 151.2, 2.0, 1.0)]  # corner, tiny
+    for _ in range(20):
+        x0, y0 = rng.uniform(-40, W + 40), rng.uniform(-40, H + 40)
+        angle, length = rng.uniform(0, 2 * math.pi), rng.uniform(5, 400)
+        cases.append(Streak(x0, y0, x0 + length * math.cos(angle), y0 + length * math.sin(angle),
+                            rng.uniform(2, 20), 1.0))
+    n = 0
+    for s in cases:
+        reach = s.half_width + 8.0
+        ux, uy = (s.x1 - s.x0) / s.length, (s.y1 - s.y0) / s.length
+        ys, xs = _band_pixels(s, ux, uy, reach, H, W)
+        ey, ex = _band_by_sampling(s, reach, H, W)
+        np.testing.assert_array_equal(ys, ey)
+        np.testing.assert_array_equal(xs, ex)
+        n += len(ys)
+    assert n > 10000
+
+
+def test_host_kernels_equal_their_numpy_references():
+    from astroray.imaging import _streak_kernels
+    from astroray.imaging.streaks import (_accumulate, _accumulate_numpy, _cell_medians, _cell_medians_sorted,
+                                          _pooled_points, _top_cells)
+
+    rng = np.random.default_rng(3)
+    score = score_image((203, 190), seed=6, lines=[(10, 20, 35.0, 200, 5.0)])
+    score[5, 5], score[6, 7], score[100, 100] = np.nan, np.inf, -np.inf
+    mask = rng.random(score.shape) < 0.1
+    for m in (None, mask):
+        significant = np.abs(np.nan_to_num(score)) > 2.5
+        if m is not None:
+            significant &= ~m
+        for b in (1, 4, 7):
+            ey, ex = _pooled_points(significant, b, np)
+            by, bx = _streak_kernels.pooled_blocks(score, m if m is not None else np.zeros((1, 1), bool),
+                                                   m is not None, 2.5, b)
+            np.testing.assert_array_equal((by + 0.5) * b - 0.5, ey)
+            np.testing.assert_array_equal((bx + 0.5) * b - 0.5, ex)
+    # Hough votes: the same float32 arithmetic, the same bins
+    ys, xs = _pooled_points(np.abs(score) > 2.0, 4, np)
+    thetas = np.deg2rad(np.arange(0.0, 180.0, 0.5))
+    rho_max, step = math.hypot(*score.shape), 8
+    n_rho = int(math.ceil(2 * rho_max / step)) + 1
+    votes = _accumulate(xs, ys, np.cos(thetas), np.sin(thetas), rho_max, n_rho, step)
+    np.testing.assert_array_equal(votes, _accumulate_numpy(xs, ys, np.cos(thetas), np.sin(thetas), rho_max, n_rho,
+                                                           step))
+    assert votes.sum() == len(xs) * len(thetas)
+    # medians per cell, odd and even counts, empty cells, ties
+    cell = rng.integers(0, 300, 5000)
+    values = np.round(rng.normal(size=5000), 1)
+    for fill in (0.0, 1.0):
+        np.testing.assert_array_equal(_cell_medians(cell, values, 320, fill=fill),
+                                      _cell_medians_sorted(cell, values, 320, fill=fill))
+    # the best accumulator cells: most votes first, ties in index order, none under the floor
+    acc = rng.integers(0, 40, 5000)
+    for k in (1, 20, 5000):
+        top = _top_cells(acc, 8, 200.0, k)
+        order = np.lexsort((np.arange(acc.size), -acc))
+        expected = order[acc[order] * 8 >= 200.0][:k]
+        np.testing.assert_array_equal(top, expected)
+
+
+def test_stopped_points_take_their_blocks_votes_off_the_accumulator():
+    """A found streak's points stop voting: the accumulator is then that of the coarse blocks that still hold a
+    voting point, as if cast afresh (the bookkeeping counts points per block instead of comparing id sets)."""
+    from astroray.imaging import streaks as S
+
+    img = score_image(seed=4, lines=[(50, 100, 10.0, 900, 8.0), (600, 50, 100.0, 900, 20.0)])
+    cfg = StreakConfig()
+    ys, xs = S._pooled_points(np.abs(img) > cfg.threshold, cfg.bin, np)
+    votes = S._Votes(ys, xs, img.shape, cfg)
+    rng = np.random.default_rng(1)
+    keep = np.ones(len(xs), bool)
+    coarse = S._coarse_ids(xs, ys, votes.vote, img.shape[1])
+    ids = np.unique(coarse)
+    for share in (0.3, 0.5, 0.9, 1.0):
+        stopped = np.flatnonzero(keep & (rng.random(len(xs)) < share))
+        keep[stopped] = False
+        votes.stop(stopped)
+        # each block votes where its first point lies, while any of its points still votes
+        alive = votes.first[np.isin(ids, coarse[keep])]
+        fresh = S._accumulate_numpy(xs[alive], ys[alive], votes.cos, votes.sin, votes.rho_max, votes.n_rho,
+                                    votes.vote)
+        np.testing.assert_array_equal(votes.acc, fresh)
+    assert not votes.acc.any() and keep.sum() == 0

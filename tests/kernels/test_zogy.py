@@ -368,3 +368,102 @@ def test_host_device_runner_refuses_outputs_it_cannot_bring_back():
 
     with pytest.raises(ValueError, match="image-shaped"):
         HostDeviceZogy((64, 64), np.ones((5, 5)), np.ones((5, 5)), outputs=("score", "psf"))
+
+
+# --------------------------------------------------------------------------- lost light: direct sum and FFTs
+
+
+def _flagged_pair(source_noise=True):
+    """A ZOGY run on a pair and the light lost where pixels are flagged in one image only.
+
+    Flagged: a bad column of the science (with stars on it), a reference star
+    core, cosmic rays in both, and pixels on the edges and corners, where the
+    kernels run off the frame.
+    """
+    rng = np.random.default_rng(21)
+    sim = simulate_pair(rng, (150, 170), n_stars=40)
+    H, W = sim["R"].shape
+    bad_r, bad_n = np.zeros((H, W), bool), np.zeros((H, W), bool)
+    bad_n[:, 37] = True
+    ys, xs, f = sim["stars"]
+    k = int(np.argmax(f))
+    cy, cx = int(round(ys[k])), int(round(xs[k]))
+    bad_r[cy - 1:cy + 2, cx - 1:cx + 2] = True
+    bad_r[rng.integers(0, H, 15), rng.integers(0, W, 15)] = True
+    bad_n[rng.integers(0, H, 15), rng.integers(0, W, 15)] = True
+    for y, x in ((0, 0), (H - 1, W - 1), (0, W - 1), (H - 1, 0), (0, 90), (75, W - 1)):
+        (bad_r if (y + x) % 2 else bad_n)[y, x] = True
+    bad = bad_r | bad_n
+    R, N, VR, VN = (np.where(bad, np.float32(0), sim[k]) for k in ("R", "N", "VR", "VN"))
+    c = sim["ratio"]
+    z = zogy(R, N, sim["Pr"], sim["Pn"], flux_ratio=c, variance_reference=VR, variance_science=VN,
+             source_noise=source_noise)
+    lost_r = np.where(bad_r & ~bad_n, sim["N"] / np.float32(c), np.float32(0))
+    lost_n = np.where(bad_n & ~bad_r, sim["R"], np.float32(0))
+    kw = dict(flux_ratio=c, sigma_reference=z.meta["sigma_reference"], sigma_science=z.meta["sigma_science"],
+              score_variance=z.score_variance, fft_shape=z.fft_shape)
+    return sim, lost_r, lost_n, kw
+
+
+@pytest.mark.parametrize("source_noise", [True, False])
+def test_lost_light_direct_sum_equals_the_ffts(source_noise):
+    """The direct sum over the flagged pixels is the FFTs' convolution, to their float32 round-off."""
+    from astroray.kernels.difference.zogy import lost_light_score, lost_light_score_sparse
+
+    sim, lost_r, lost_n, kw = _flagged_pair(source_noise)
+    assert isinstance(kw["score_variance"], float) != source_noise
+    delta, spread = lost_light_score(lost_r, lost_n, sim["Pr"], sim["Pn"], method="fft", **kw)
+    d_delta, d_spread = lost_light_score(lost_r, lost_n, sim["Pr"], sim["Pn"], method="direct", **kw)
+    assert np.abs(delta).max() > 20 and spread.max() > 20  # the star core leaves a large residual
+    # float32 FFTs of the whole frame: round-off of ~1e-7 of the largest value, everywhere
+    assert np.abs(d_delta - delta).max() <= 2e-6 * np.abs(delta).max()
+    assert np.abs(d_spread - spread).max() <= 2e-6 * spread.max()
+    # from the flagged pixels alone, with the blanking threshold applied on the way
+    flagged = np.concatenate((np.flatnonzero(lost_r), np.flatnonzero(lost_n)))
+    lost = np.concatenate((lost_r.ravel()[np.flatnonzero(lost_r)], lost_n.ravel()[np.flatnonzero(lost_n)]))
+    from_reference = np.arange(flagged.size) < np.count_nonzero(lost_r)
+    s_delta, s_spread, over = lost_light_score_sparse(lost_r.shape, flagged, lost, from_reference, sim["Pr"],
+                                                      sim["Pn"], threshold=1.0, method="direct", **kw)
+    np.testing.assert_array_equal(s_delta, d_delta)
+    np.testing.assert_array_equal(s_spread, d_spread)
+    total = spread + np.abs(delta)
+    assert 100 < over.sum() < over.size // 4
+    np.testing.assert_array_equal(over, total > 1.0)
+
+
+def test_lost_light_auto_takes_the_ffts_when_most_pixels_are_flagged():
+    from astroray.kernels.difference.zogy import lost_light_score_sparse
+
+    sim, lost_r, _, kw = _flagged_pair()
+    everything = np.arange(lost_r.size)
+    lost = sim["R"].ravel().astype(np.float32)
+    args = (lost_r.shape, everything, lost, everything % 2 == 0, sim["Pr"], sim["Pn"])
+    auto = lost_light_score_sparse(*args, threshold=1.0, **kw)
+    fft = lost_light_score_sparse(*args, threshold=1.0, method="fft", **kw)
+    for a, b in zip(auto, fft):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(InvalidInputError, match="one length"):
+        lost_light_score_sparse(lost_r.shape, everything, lost[:5], everything % 2 == 0, sim["Pr"], sim["Pn"], **kw)
+    with pytest.raises(InvalidInputError, match="must lie in"):
+        lost_light_score_sparse(lost_r.shape, everything + 1, lost, everything % 2 == 0, sim["Pr"], sim["Pn"], **kw)
+
+
+def test_star_peak_kernel_matches_the_array_expressions():
+    """The host's one-pass peak finder for the flux-ratio stars against the array expressions it replaces."""
+    from astroray.kernels.difference import _cpu
+    from astroray.kernels.difference.common import _star_peaks_array
+
+    rng = np.random.default_rng(5)
+    sim = simulate_pair(rng, (120, 96), n_stars=50)
+    R, N, VR, VN = (sim[k].copy() for k in ("R", "N", "VR", "VN"))
+    VR[10, 10] = np.nan  # NaN S/N is never a peak, nor beside one
+    VN[20:22, 30] = 0.0  # clipped at 1e-30: huge S/N
+    R[50, 40:43] = R.max()  # a flat top: no pixel exceeds its neighbour
+    VR[50, 40:43] = VR[50, 41]
+    good = rng.random(R.shape) > 0.05
+    for min_snr in (5.0, 20.0, 7.3):
+        ys, xs = _cpu.star_peaks(R, N, VR, VN, good, min_snr)
+        ey, ex = _star_peaks_array(R, N, VR, VN, good, min_snr, np)
+        assert len(ey) > 10
+        np.testing.assert_array_equal(ys, ey)
+        np.testing.assert_array_equal(xs, ex)
