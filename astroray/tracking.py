@@ -17,7 +17,8 @@ from astroray.config import astroray_home
 from astroray.errors import ConfigError
 
 __all__ = ["tracking_uri", "artifact_location", "setup_mlflow", "check_tracking_uri", "REGISTERED_MODELS",
-           "CHAMPION_ALIAS"]
+           "CHAMPION_ALIAS", "flatten_params", "log_figure_files", "log_torch_model", "register_champion",
+           "alias_version", "parse_model_uri", "load_torch_model", "epoch_metrics_callback"]
 
 CHAMPION_ALIAS = "champion"
 REGISTERED_MODELS = {
@@ -89,3 +90,141 @@ def setup_mlflow(experiment: str, *, uri: str | None = None):
                                  artifact_location=f"{artifact_location()}/{experiment}" if local else None)
     mlflow.set_experiment(experiment)
     return mlflow
+
+
+# --------------------------------------------------------------------------- runs, models, registry
+
+
+def flatten_params(params: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config dicts as MLflow params: ``{"model.base_width": "8", ...}`` (values as strings, <= 500 chars)."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_params(value, prefix=f"{name}."))
+        else:
+            out[name] = str(value)[:500]
+    return out
+
+
+def log_figure_files(mlflow, paths, *, folder: str = "plots") -> None:
+    """Log PNG files (or any files) as artifacts of the active run under ``folder``."""
+    for path in paths:
+        if path is not None and Path(path).is_file():
+            mlflow.log_artifact(str(path), artifact_path=folder)
+
+
+def log_torch_model(mlflow, model, *, name: str = "model", input_example=None, metadata: dict | None = None):
+    """Log a torch ``nn.Module`` with MLflow's PyTorch flavour (pickled module, signature from the example).
+
+    The module's class must be importable where it is loaded (astroray's
+    models are).  Returns MLflow's ``ModelInfo``.
+    """
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    signature = None
+    if input_example is not None:
+        model.eval()
+        with torch.inference_mode():
+            output = model(torch.as_tensor(input_example)).numpy()
+        signature = infer_signature(np.asarray(input_example), output)
+    return mlflow.pytorch.log_model(model, name=name, signature=signature, input_example=input_example,
+                                    serialization_format="pickle", metadata=metadata or {})
+
+
+def register_champion(model_uri: str, name: str, *, alias: str = CHAMPION_ALIAS, tags: dict | None = None,
+                      uri: str | None = None) -> int:
+    """Register ``model_uri`` (``runs:/...`` or ``models:/m-...``) as a new version of ``name`` and point ``alias`` at it.
+
+    Returns the version number.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(uri))
+    version = mlflow.register_model(model_uri, name, tags=tags or None)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(name, alias, version.version)
+    return int(version.version)
+
+
+def alias_version(name: str, *, alias: str = CHAMPION_ALIAS, uri: str | None = None) -> int | None:
+    """The version ``alias`` points at, or None when the model or the alias does not exist."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(uri))
+    try:
+        return int(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def parse_model_uri(model_uri: str) -> tuple[str, str | None]:
+    """``(name, alias or None)`` of ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION`` -> (NAME, None))."""
+    if not model_uri.startswith("models:/"):
+        raise ConfigError(f"model URI {model_uri!r} is not a registry URI (models:/NAME@ALIAS or models:/NAME/VERSION)")
+    rest = model_uri[len("models:/"):]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, alias
+    return rest.split("/", 1)[0], None
+
+
+def load_torch_model(model_uri: str, *, device: str = "cpu", uri: str | None = None):
+    """Load a logged torch model (``models:/NAME@champion``, ``runs:/...``) onto ``device``, with its version.
+
+    Returns ``(model, info)``; ``info`` holds ``name``, ``version``, ``run_id`` and the logged ``metadata``.
+
+    Raises
+    ------
+    ConfigError
+        No such model, version or alias in the store (the message names the store).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    target = tracking_uri(uri)
+    mlflow.set_tracking_uri(target)
+    client = mlflow.MlflowClient(tracking_uri=target)
+    info: dict = {"uri": model_uri, "name": None, "version": None, "run_id": None, "metadata": {}}
+    resolved = model_uri
+    try:
+        if model_uri.startswith("models:/"):
+            name, alias = parse_model_uri(model_uri)
+            mv = (client.get_model_version_by_alias(name, alias) if alias
+                  else client.get_model_version(name, model_uri.rsplit("/", 1)[1]))
+            info.update(name=name, version=int(mv.version), run_id=mv.run_id)
+            resolved = f"models:/{name}/{mv.version}"  # pin the version we read, whatever the alias does next
+        model_info = mlflow.models.get_model_info(resolved)
+        info["metadata"] = dict(model_info.metadata or {})
+        model = mlflow.pytorch.load_model(resolved, map_location=device)
+    except MlflowException as exc:
+        raise ConfigError(f"cannot load {model_uri} from {target}: {exc.message}") from None
+    model.eval()
+    return model, info
+
+
+def epoch_metrics_callback(run_id: str, *, uri: str | None = None):
+    """A Lightning callback that logs every epoch's metrics to MLflow run ``run_id`` (from global rank 0 only)."""
+    import pytorch_lightning as pl
+
+    target = tracking_uri(uri)
+
+    class EpochMetricsToMLflow(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.global_rank != 0:
+                return
+            import math
+
+            import mlflow
+
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                       if getattr(v, "numel", lambda: 1)() == 1 and math.isfinite(float(v))}
+            if metrics:
+                mlflow.MlflowClient(tracking_uri=target).log_batch(
+                    run_id, metrics=[mlflow.entities.Metric(k, v, int(__import__("time").time() * 1000),
+                                                            trainer.current_epoch) for k, v in metrics.items()])
+
+    return EpochMetricsToMLflow()

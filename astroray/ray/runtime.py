@@ -32,6 +32,10 @@ def ensure_ray(**init_kwargs):
     init_kwargs.setdefault("include_dashboard", False)
     init_kwargs.setdefault("log_to_driver", False)
     joining = bool(init_kwargs.get("address") or os.environ.get("RAY_ADDRESS"))
+    if not joining:
+        # Two logical CPUs beyond the cores: training workers that take every core would otherwise leave
+        # none for the Ray Data tasks that feed them, and wait for their data forever.
+        init_kwargs.setdefault("num_cpus", (os.cpu_count() or 1) + 2)
     if not joining and "RAY_AUTH_MODE" not in os.environ:
         # An ephemeral token for this local cluster: authentication stays on, nothing is written to ~/.ray.
         os.environ["RAY_AUTH_MODE"] = "token"

@@ -1,0 +1,373 @@
+"""Real/bogus on difference-image stamps: a small U-Net with a segmentation head and a candidate score.
+
+Input: a candidate's stamps, ``(batch, channels, H, W)`` raw pixels (any units;
+NaN for missing or masked pixels), channels chosen from :data:`CHANNELS`
+(science, reference, difference, and the score image S_corr where the
+pipeline made one; ZTF and Rubin alerts carry the first three).
+
+* **Normalisation** (:func:`normalize_stamps`), inside the model so every
+  caller gets the same: per stamp and channel, the median is subtracted and
+  the result divided by the robust scatter (1.4826 MAD) of the finite pixels
+  (a NaN-proof, survey-independent scale: ZOGY's D and ZTF's difference
+  images differ by their flux zero point), then ``asinh`` compresses bright
+  stars; non-finite pixels become 0 and an extra channel marks the valid ones.
+* **U-Net** (:class:`UNet`): ``depth`` levels of two 3x3 conv blocks, max
+  pooling down and transposed convolutions up with skip connections; a 1x1
+  segmentation head gives per-pixel logits of :data:`SEG_CLASSES`
+  (background, transient, artifact) and a candidate head on the bottleneck
+  (global mean and max, and the centre) gives the real/bogus logit.
+* **Training** (:class:`RealBogusModule`, a LightningModule): binary
+  cross-entropy on the candidate label plus ``seg_weight`` times the
+  per-pixel cross-entropy where masks exist; augmentation by flips,
+  90-degree rotations and Gaussian noise, the same for every channel and the mask.
+
+:class:`RealBogusNet` is the part that scores (normalisation, encoder,
+candidate head, sigmoid): what is logged to MLflow and served.  No Ray here.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import nn
+
+from astroray.config import AstrorayConfig
+
+__all__ = ["CHANNELS", "SEG_CLASSES", "RealBogusConfig", "normalize_stamps", "UNet", "RealBogusNet",
+           "RealBogusModule", "collate_stamps"]
+
+CHANNELS = ("science", "reference", "difference", "score")
+"""Stamp channels a candidate can have; the model reads those of its config, in that order."""
+
+SEG_CLASSES = ("background", "transient", "artifact")
+"""Classes of the per-pixel masks (index = class id)."""
+
+Channel = Literal["science", "reference", "difference", "score"]
+
+
+class RealBogusConfig(AstrorayConfig):
+    """The real/bogus model: input, network size, loss and augmentation.
+
+    Attributes
+    ----------
+    channels : tuple of str
+        Input stamps, in order (from :data:`CHANNELS`); alerts from ZTF and
+        Rubin carry science, reference and difference.
+    stamp_size : int
+        Odd stamp side (63 as in ZTF and Rubin alerts); padded to a multiple of ``2**depth``.
+    base_width, depth : int
+        Channels of the first level (doubled at each of ``depth`` levels).
+    dropout : float
+        Before the candidate head.
+    lr, weight_decay : float
+        AdamW.
+    seg_weight : float
+        Weight of the per-pixel loss (0: candidate labels only).
+    augment : bool
+        Random flips, 90-degree rotations and noise while training.
+    noise_sigma : float
+        Gaussian noise added to the normalised stamps while training (their noise is ~1).
+    valid_channel : bool
+        Add a channel that is 1 where the pixel was finite.
+    stem_stride : int
+        Stride of the first convolution: 2 runs the U-Net's levels at half resolution (4x cheaper).
+    """
+
+    channels: tuple[Channel, ...] = ("science", "reference", "difference")
+    stamp_size: int = Field(default=63, ge=15)
+    base_width: int = Field(default=8, ge=2, le=128)
+    depth: int = Field(default=3, ge=1, le=5)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    seg_weight: float = Field(default=0.5, ge=0)
+    augment: bool = True
+    noise_sigma: float = Field(default=0.1, ge=0)
+    valid_channel: bool = True
+    stem_stride: int = Field(default=2, ge=1, le=2)
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct(cls, value):
+        if not value or len(set(value)) != len(value):
+            raise ValueError(f"channels must be distinct and non-empty, got {value!r}")
+        return value
+
+    @field_validator("stamp_size")
+    @classmethod
+    def _odd(cls, value):
+        if value % 2 == 0:
+            raise ValueError(f"stamp_size must be odd (a centre pixel), got {value}")
+        return value
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.channels) + int(self.valid_channel)
+
+    @property
+    def padded_size(self) -> int:
+        step = self.stem_stride * 2 ** self.depth
+        return -(-self.stamp_size // step) * step
+
+
+def normalize_stamps(stamps, *, valid_channel: bool = True):
+    """Robust per-stamp, per-channel scaling of raw stamps ``(B, C, H, W)`` (a float tensor; NaN allowed).
+
+    ``asinh((x - median) / (1.4826 MAD))`` over each stamp's finite pixels
+    (the statistics from every third pixel: the background dominates them
+    either way), 0 where the pixel is not finite; with ``valid_channel``, a
+    channel marking the finite pixels of any input channel is appended.  A
+    channel with no finite pixel becomes all zeros; a constant one, zeros too
+    (its scatter is taken as 1).
+    """
+    x = stamps.float()
+    finite = torch.isfinite(x)
+    sample = x[..., ::3, ::3].flatten(2)
+    med = torch.nanmedian(sample, dim=-1).values
+    med = torch.where(torch.isfinite(med), med, torch.zeros_like(med))
+    mad = torch.nanmedian((sample - med[..., None]).abs(), dim=-1).values * 1.4826
+    scale = torch.where(torch.isfinite(mad) & (mad > 0), mad, torch.ones_like(mad))
+    z = (x - med[..., None, None]) / scale[..., None, None]
+    z = torch.asinh(torch.where(finite, z, torch.zeros_like(z)))
+    if valid_channel:
+        z = torch.cat([z, finite.all(dim=1, keepdim=True).to(z.dtype)], dim=1)
+    return z
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    """A U-Net: a stem, ``depth`` levels down and up with skips; segmentation logits and a candidate logit.
+
+    The stem is a 3x3 convolution with ``stem_stride`` (2: the levels work on
+    half the stamp's resolution, four times fewer operations; its overlapping
+    windows still see every pixel, so one-pixel hits stay visible).  Input
+    ``(B, in_channels, S, S)`` with ``S`` a multiple of ``stem_stride * 2**depth``;
+    segmentation logits come back at ``S``.
+    """
+
+    def __init__(self, in_channels: int, *, base_width: int = 8, depth: int = 3, n_classes: int = 3,
+                 dropout: float = 0.1, stem_stride: int = 2):
+        super().__init__()
+        widths = [base_width * 2 ** i for i in range(depth + 1)]
+        self.depth = depth
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, stride=stem_stride, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        self.down = nn.ModuleList(_conv_block(widths[0] if i == 0 else widths[i - 1], widths[i]) for i in range(depth))
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = _conv_block(widths[depth - 1], widths[depth])
+        self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+                                for i in reversed(range(depth)))
+        self.decode = nn.ModuleList(_conv_block(2 * widths[i], widths[i]) for i in reversed(range(depth)))
+        self.seg_head = nn.Conv2d(widths[0], n_classes, 1)
+        self.cls_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(3 * widths[depth], 32), nn.ReLU(inplace=True),
+                                      nn.Linear(32, 1))
+
+    def encode(self, x):
+        skips = []
+        x = self.stem(x)
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        return self.bottleneck(x), skips
+
+    def classify(self, bottom):
+        """The candidate logit from the bottleneck: its mean, its max, and its centre 2x2."""
+        h, w = bottom.shape[-2:]
+        centre = bottom[..., max(h // 2 - 1, 0):h // 2 + 1, max(w // 2 - 1, 0):w // 2 + 1].mean(dim=(2, 3))
+        pooled = torch.cat([bottom.mean(dim=(2, 3)), bottom.amax(dim=(2, 3)), centre], dim=1)
+        return self.cls_head(pooled).squeeze(1)
+
+    def segment(self, bottom, skips, size):
+        x = bottom
+        for up, block, skip in zip(self.up, self.decode, reversed(skips)):
+            x = block(torch.cat([up(x), skip], dim=1))
+        logits = self.seg_head(x)
+        if logits.shape[-1] != size:
+            logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+        return logits
+
+    def forward(self, x):
+        bottom, skips = self.encode(x)
+        return self.classify(bottom), self.segment(bottom, skips, x.shape[-1])
+
+
+class RealBogusNet(nn.Module):
+    """Raw stamps ``(B, C, S, S)`` in, the real probability ``(B,)`` out: what is logged, loaded and served.
+
+    A stamp whose difference channel (or, without one, every channel) has no
+    finite pixel scores NaN: there is nothing to judge.
+    """
+
+    def __init__(self, config: RealBogusConfig | dict):
+        super().__init__()
+        self.config = config if isinstance(config, RealBogusConfig) else RealBogusConfig(**config)
+        cfg = self.config
+        self.unet = UNet(cfg.in_channels, base_width=cfg.base_width, depth=cfg.depth, n_classes=len(SEG_CLASSES),
+                         dropout=cfg.dropout, stem_stride=cfg.stem_stride)
+
+    def prepare(self, stamps):
+        """Normalised, padded input of the U-Net."""
+        cfg = self.config
+        if stamps.ndim != 4 or stamps.shape[1] != len(cfg.channels):
+            raise ValueError(f"stamps must be (batch, {len(cfg.channels)}, H, W) for channels {cfg.channels}, "
+                             f"got {tuple(stamps.shape)}")
+        x = normalize_stamps(stamps, valid_channel=cfg.valid_channel)
+        pad = cfg.padded_size - x.shape[-1]
+        pad_h = cfg.padded_size - x.shape[-2]
+        if pad < 0 or pad_h < 0:
+            raise ValueError(f"stamps of {tuple(stamps.shape[-2:])} px exceed the model's {cfg.stamp_size} px")
+        if pad or pad_h:
+            x = F.pad(x, (pad // 2, pad - pad // 2, pad_h // 2, pad_h - pad_h // 2))
+        return x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout for small convolutions
+
+    def _judgeable(self, stamps):
+        cfg = self.config
+        key = stamps[:, cfg.channels.index("difference")] if "difference" in cfg.channels else stamps
+        return torch.isfinite(key).flatten(1).any(dim=1)
+
+    def forward_train(self, stamps):
+        """``(candidate logits, segmentation logits)`` on the padded grid."""
+        return self.unet(self.prepare(stamps))
+
+    def forward(self, stamps):
+        bottom, _ = self.unet.encode(self.prepare(stamps))
+        prob = torch.sigmoid(self.unet.classify(bottom))
+        return torch.where(self._judgeable(stamps), prob, torch.full_like(prob, float("nan")))
+
+
+def collate_stamps(batch: dict, channels, *, with_targets: bool = True) -> dict:
+    """A Ray Data / NumPy batch (one array per channel, ``label``, ``mask``) as tensors for the model.
+
+    ``stamps`` ``(n, C, S, S)`` float32 from the named channel columns (each
+    ``(n, S, S)`` or ``(n, S*S)``), ``label`` float32 and ``mask`` int64 when present.
+    """
+    planes = []
+    for name in channels:
+        col = batch[name]
+        arr = np.stack(col) if col.dtype == object else np.asarray(col)
+        n = arr.shape[0]
+        side = int(round(np.sqrt(arr[0].size))) if n else 0
+        planes.append(arr.reshape(n, side, side).astype(np.float32, copy=False))
+    out = {"stamps": torch.from_numpy(np.ascontiguousarray(np.stack(planes, axis=1)))}
+    if with_targets and "label" in batch:
+        out["label"] = torch.as_tensor(np.asarray(batch["label"], np.float32))
+    if with_targets and "mask" in batch:
+        col = batch["mask"]
+        arr = np.stack(col) if col.dtype == object else np.asarray(col)
+        n = arr.shape[0]
+        side = int(round(np.sqrt(arr[0].size))) if n else 0
+        out["mask"] = torch.as_tensor(arr.reshape(n, side, side).astype(np.int64))
+    return out
+
+
+class RealBogusModule(pl.LightningModule):
+    """Training of :class:`RealBogusNet`: candidate BCE plus per-pixel cross-entropy, with augmentation.
+
+    Validation logs ``val_loss``, ``val_auc`` and ``val_fnr_at_1fpr`` (the
+    fraction of real candidates lost at a 1% false-positive rate) per epoch.
+    """
+
+    def __init__(self, config: dict | None = None):
+        super().__init__()
+        cfg = RealBogusConfig(**(config or {}))
+        self.save_hyperparameters({"config": cfg.model_dump(mode="json")})
+        self.config = cfg
+        self.net = RealBogusNet(cfg)
+        self._val_scores: list = []
+        self._val_labels: list = []
+
+    def collate(self, batch: dict) -> dict:
+        return collate_stamps(batch, self.config.channels)
+
+    def _augment(self, x, mask):
+        if torch.rand(()) < 0.5:
+            x, mask = x.flip(-1), (mask.flip(-1) if mask is not None else None)
+        if torch.rand(()) < 0.5:
+            x, mask = x.flip(-2), (mask.flip(-2) if mask is not None else None)
+        k = int(torch.randint(0, 4, ()))
+        if k:
+            x, mask = x.rot90(k, (-2, -1)), (mask.rot90(k, (-2, -1)) if mask is not None else None)
+        return x, mask
+
+    def _step(self, batch, train: bool):
+        cfg = self.config
+        stamps, label = batch["stamps"], batch["label"]
+        mask = batch.get("mask")
+        if train and cfg.augment:
+            stamps, mask = self._augment(stamps, mask)
+        x = self.net.prepare(stamps)
+        if train and cfg.noise_sigma > 0:
+            noise = torch.randn_like(x) * cfg.noise_sigma
+            if cfg.valid_channel:
+                noise[:, -1] = 0
+            x = x + noise
+        logit, seg = self.net.unet(x)
+        loss = F.binary_cross_entropy_with_logits(logit, label)
+        if mask is not None and cfg.seg_weight > 0:
+            pad = seg.shape[-1] - mask.shape[-1]
+            pad_h = seg.shape[-2] - mask.shape[-2]
+            target = F.pad(mask, (pad // 2, pad - pad // 2, pad_h // 2, pad_h - pad_h // 2), value=-100)
+            loss = loss + cfg.seg_weight * F.cross_entropy(seg, target, ignore_index=-100)
+        return loss, logit
+
+    def training_step(self, batch, batch_idx):
+        loss, _ = self._step(batch, train=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=int(batch["label"].shape[0]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, logit = self._step(batch, train=False)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=int(batch["label"].shape[0]))
+        self._val_scores.append(logit.detach().float().cpu())
+        self._val_labels.append(batch["label"].detach().float().cpu())
+
+    def on_validation_epoch_end(self):
+        if not self._val_scores:
+            return
+        scores = torch.cat(self._val_scores)
+        labels = torch.cat(self._val_labels)
+        self._val_scores, self._val_labels = [], []
+        if self.trainer.world_size > 1:  # every worker scores its own shard: gather them for one AUC
+            scores, labels = gather_varlen(self, scores), gather_varlen(self, labels)
+        auc, fnr = _auc_and_fnr(scores.numpy(), labels.numpy())
+        self.log("val_auc", auc, sync_dist=False, rank_zero_only=False)
+        self.log("val_fnr_at_1fpr", fnr, sync_dist=False, rank_zero_only=False)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self.trainer is not None else 1
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def gather_varlen(module: pl.LightningModule, values):
+    """``values`` (1-D, any length per rank) of every rank, concatenated (``all_gather`` needs equal shapes)."""
+    sizes = module.all_gather(torch.tensor([values.shape[0]], device=module.device)).reshape(-1)
+    longest = int(sizes.max())
+    padded = torch.full((longest,), float("nan"), dtype=values.dtype, device=module.device)
+    padded[: values.shape[0]] = values.to(module.device)
+    gathered = module.all_gather(padded).reshape(len(sizes), longest)
+    return torch.cat([gathered[i, : int(n)] for i, n in enumerate(sizes)]).cpu()
+
+
+def _auc_and_fnr(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """ROC AUC and the false-negative rate at a 1% false-positive rate (NaN without both classes)."""
+    from astroray.errors import InvalidInputError
+    from astroray.eval import operating_point_at_fpr, roc_auc
+
+    try:
+        return float(roc_auc(labels, scores)), float(operating_point_at_fpr(labels, scores, target_fpr=0.01).fnr)
+    except InvalidInputError:
+        return float("nan"), float("nan")

@@ -1,0 +1,246 @@
+"""Train, evaluate and register the real/bogus model: what ``jobs/train_realbogus.py`` runs.
+
+1. Stamps: the folder ``data`` (``split=train|val|test`` Parquet from
+   ``jobs/make_stamps.py``); when it does not exist yet it is made first
+   with the ``stamps`` config.
+2. An MLflow run in the user's store: the flattened config as params.
+3. Ray Train fits the U-Net (:func:`astroray.ray.train.fit`), logging every
+   epoch's metrics to the run and keeping the best checkpoint.
+4. The best model scores validation (the threshold at ``target_fpr``
+   false positives is chosen there) and test candidates; the classical
+   detectors (Isolation Forest, boosted trees) are fitted on the training
+   candidates' features and scored beside it, with their ensemble.
+5. Metrics (ROC AUC, the fraction of real candidates lost at the operating
+   point, recall per artifact kind), PNGs (ROC, confusion matrix, score
+   histograms, the worst-scored stamps) and the model (PyTorch flavour,
+   threshold in its metadata) go to the run; the model is registered as
+   ``astroray-realbogus`` with the alias ``champion``.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from astroray.config import AstrorayConfig, astroray_home
+from astroray.models.classical import ClassicalConfig
+from astroray.models.realbogus import RealBogusConfig
+from astroray.ray.stamps import StampJobConfig
+from astroray.ray.train import TrainConfig
+
+__all__ = ["TrainRealBogusConfig", "train_realbogus", "score_stamp_files", "stamp_files"]
+
+
+class TrainRealBogusConfig(AstrorayConfig):
+    """Config of ``jobs/train_realbogus.py`` (``configs/train_realbogus.yaml``)."""
+
+    data: str | None = None
+    """Stamp folder (``split=train|val|test``); default ``$ASTRORAY_HOME/stamps``, made with ``stamps`` if missing."""
+    stamps: StampJobConfig = Field(default_factory=StampJobConfig)
+    model: RealBogusConfig = Field(default_factory=RealBogusConfig)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(monitor="val_auc", monitor_mode="max"))
+    classical: ClassicalConfig = Field(default_factory=ClassicalConfig)
+    experiment: str = "astroray-realbogus"
+    run_name: str | None = None
+    tracking_uri: str | None = None
+    register_model: bool = True
+    """Register the model as ``astroray-realbogus`` and point ``champion`` at it."""
+    target_fpr: float = Field(default=0.01, gt=0, lt=1)
+    """The operating point: the threshold letting this fraction of bogus candidates through (chosen on val)."""
+    gallery_size: int = Field(default=16, ge=0)
+
+
+def stamp_files(folder: str | Path, split: str) -> list[Path]:
+    files = sorted(Path(folder).glob(f"split={split}/*.parquet"))
+    return files
+
+
+def _read_split(files, columns):
+    import pyarrow.parquet as pq
+
+    for path in files:
+        yield pq.read_table(path, columns=columns)
+
+
+def score_stamp_files(model, files, channels, *, batch_size: int = 512, keep_stamps: int = 0):
+    """Score every candidate of stamp Parquet ``files`` with a torch model; per-candidate columns as a DataFrame.
+
+    ``keep_stamps`` > 0 also returns the stamps of the candidates (for galleries), as ``(n, 4, S, S)``
+    (science, reference, difference, score) of all of them (only for small splits).
+    """
+    import pandas as pd
+    import torch
+
+    from astroray.datasets.stamps import stamp_arrays
+    from astroray.models.classical import candidate_features
+
+    frames, kept = [], []
+    meta_cols = ["candidate_id", "pair_id", "label", "kind", "snr", "sign"]
+    for table in _read_split(files, meta_cols + ["science", "reference", "difference", "score", "stamp_size"]):
+        if table.num_rows == 0:
+            continue
+        arrays = stamp_arrays(table, names=("science", "reference", "difference", "score"))
+        stacked = np.stack([arrays[c] for c in channels], axis=1).astype(np.float32)
+        scores = np.empty(len(stacked), np.float32)
+        with torch.inference_mode():
+            for s in range(0, len(stacked), batch_size):
+                scores[s:s + batch_size] = model(torch.from_numpy(stacked[s:s + batch_size])).numpy()
+        frame = table.select(meta_cols).to_pandas()
+        frame["unet"] = scores
+        feats = candidate_features(arrays["science"], arrays["reference"], arrays["difference"],
+                                   sign=frame["sign"].to_numpy())
+        frame["features"] = list(feats)
+        frames.append(frame)
+        if keep_stamps:
+            kept.append(np.stack([arrays[c] for c in ("science", "reference", "difference", "score")], axis=1))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=meta_cols + ["unet", "features"])
+    return out, (np.concatenate(kept) if kept else None)
+
+
+def _features_of(files):
+    import pandas as pd
+
+    from astroray.datasets.stamps import stamp_arrays
+    from astroray.models.classical import candidate_features
+
+    feats, labels = [], []
+    for table in _read_split(files, ["label", "sign", "science", "reference", "difference", "stamp_size"]):
+        if table.num_rows == 0:
+            continue
+        arrays = stamp_arrays(table, names=("science", "reference", "difference"))
+        feats.append(candidate_features(arrays["science"], arrays["reference"], arrays["difference"],
+                                        sign=table["sign"].to_numpy()))
+        labels.append(table["label"].to_numpy())
+    del pd
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+def train_realbogus(cfg: TrainRealBogusConfig, *, progress: bool = True) -> dict:
+    """Make stamps if needed, train on Ray Train, evaluate, log to MLflow, register; returns the summary."""
+    from astroray.eval import binary_report, operating_point, operating_point_at_fpr, recall_by_subtype, roc_auc
+    from astroray.models.classical import ClassicalRealBogus, ensemble_score
+    from astroray.models.realbogus import RealBogusModule
+    from astroray.ray.runtime import ensure_ray
+    from astroray.ray.stamps import make_stamps
+    from astroray.ray.train import fit
+    from astroray.tracking import (
+        REGISTERED_MODELS,
+        flatten_params,
+        log_figure_files,
+        log_torch_model,
+        register_champion,
+        setup_mlflow,
+    )
+
+    t0 = time.perf_counter()
+    data = Path(cfg.data) if cfg.data else astroray_home() / "stamps"
+    if not stamp_files(data, "train"):
+        make_stamps(cfg.stamps, data, progress=progress)
+    for split in ("train", "val", "test"):
+        if not stamp_files(data, split):
+            from astroray.errors import InvalidInputError
+
+            raise InvalidInputError(f"no {split} stamps under {data} (make more pairs: the splits are by pair)")
+    ray = ensure_ray()
+    datasets = {s: ray.data.read_parquet([str(p) for p in stamp_files(data, s)]) for s in ("train", "val")}
+    mlflow = setup_mlflow(cfg.experiment, uri=cfg.tracking_uri)
+    with mlflow.start_run(run_name=cfg.run_name or "train_realbogus") as run:
+        mlflow.log_params(flatten_params(cfg.model_dump(mode="json", exclude={"stamps"})))
+        mlflow.set_tags({"astroray.model": "realbogus", "astroray.data": str(data)})
+        result = fit("realbogus", cfg.model.model_dump(mode="json"), datasets, cfg.train,
+                     name=f"realbogus-{run.info.run_id[:8]}", mlflow_run_id=run.info.run_id,
+                     tracking_uri=cfg.tracking_uri)
+        module = RealBogusModule.load_from_checkpoint(result.checkpoint_path, map_location="cpu")
+        net = module.net.eval()
+        channels = cfg.model.channels
+        val, _ = score_stamp_files(net, stamp_files(data, "val"), channels)
+        test, test_stamps = score_stamp_files(net, stamp_files(data, "test"), channels, keep_stamps=1)
+        op_val = operating_point_at_fpr(val["label"].to_numpy(), val["unet"].to_numpy(), target_fpr=cfg.target_fpr)
+        threshold = float(op_val.threshold)
+
+        classical = ClassicalRealBogus(cfg.classical).fit(*_features_of(stamp_files(data, "train")))
+        for frame in (val, test):
+            feats = np.stack(frame["features"].to_numpy()) if len(frame) else np.zeros((0, 11))
+            for name, values in classical.scores(feats).items():
+                frame[name] = values
+            frame["ensemble"] = ensemble_score(frame["unet"], frame["trees"], frame["iforest"])
+        y = test["label"].to_numpy()
+        kinds = test["kind"].to_numpy()
+        metrics = {"test_n": len(test), "test_real": int(y.sum()), "threshold": threshold,
+                   "train_seconds": time.perf_counter() - t0}
+        for name in ("unet", "trees", "iforest", "ensemble"):
+            s = test[name].to_numpy()
+            op = operating_point_at_fpr(y, s, target_fpr=cfg.target_fpr)
+            metrics[f"test_auc_{name}"] = roc_auc(y, s)
+            metrics[f"test_fnr_at_{cfg.target_fpr:g}fpr_{name}"] = op.fnr
+        at_val = operating_point(y, test["unet"].to_numpy(), threshold=threshold)
+        metrics.update(test_fpr_at_val_threshold=at_val.fpr, test_fnr_at_val_threshold=at_val.fnr,
+                       test_precision=at_val.precision, test_recall=at_val.recall)
+        transient = np.isin(kinds, ("transient_on_host", "transient_hostless"))
+        bogus = y == 0
+        sel = transient | bogus
+        op_tr = operating_point_at_fpr(y[sel], test["unet"].to_numpy()[sel], target_fpr=cfg.target_fpr)
+        metrics["test_transients_lost_at_1fpr"] = op_tr.fnr
+        per_kind = recall_by_subtype(y, test["unet"].to_numpy(), kinds, threshold=threshold)
+        for kind, r in per_kind.items():
+            metrics[f"recall_{kind}"] = r["recall"]
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+        report = binary_report(y, test["unet"].to_numpy(), threshold=threshold, target_fpr=cfg.target_fpr,
+                               subtypes=kinds)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            pngs = _plots(test, test_stamps, threshold, cfg, tmp)
+            (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str))
+            classical.save(tmp / "classical.pkl")
+            log_figure_files(mlflow, pngs)
+            mlflow.log_artifact(str(tmp / "report.json"))
+            mlflow.log_artifact(str(tmp / "classical.pkl"), artifact_path="classical")
+        example = _example(test_stamps, channels)
+        info = log_torch_model(mlflow, net, input_example=example,
+                               metadata={"threshold": threshold, "channels": list(channels),
+                                         "stamp_size": cfg.model.stamp_size, "target_fpr": cfg.target_fpr})
+        version = None
+        if cfg.register_model:
+            version = register_champion(info.model_uri, REGISTERED_MODELS["real_bogus"],
+                                        tags={"run_id": run.info.run_id}, uri=cfg.tracking_uri)
+        summary = {"run_id": run.info.run_id, "model_uri": info.model_uri, "registered_version": version,
+                   "checkpoint": result.checkpoint_path, "epochs": len(result.history), **metrics,
+                   "recall_by_kind": {k: v["recall"] for k, v in per_kind.items()}}
+    return summary
+
+
+def _example(stamps, channels):
+    from astroray.models.realbogus import CHANNELS
+
+    if stamps is None or len(stamps) == 0:
+        return None
+    idx = [CHANNELS.index(c) for c in channels]
+    return np.ascontiguousarray(stamps[:2][:, idx]).astype(np.float32)
+
+
+def _plots(test, stamps, threshold, cfg, folder: Path) -> list[Path]:
+    from astroray.eval import plot_confusion_matrix, plot_roc, plot_score_histograms, plot_stamp_gallery, worst_scored
+
+    y = test["label"].to_numpy()
+    paths = [plot_roc(y, {n: test[n].to_numpy() for n in ("unet", "trees", "iforest", "ensemble")},
+                      folder / "roc.png", target_fpr=cfg.target_fpr, title="real/bogus on held-out simulated pairs"),
+             plot_confusion_matrix(np.where(y == 1, "real", "bogus"),
+                                   np.where(test["unet"].to_numpy() >= threshold, "real", "bogus"),
+                                   folder / "confusion_matrix.png", labels=["real", "bogus"],
+                                   title=f"U-Net at threshold {threshold:.3f}"),
+             plot_score_histograms(test["unet"].to_numpy(), test["kind"].to_numpy(), folder / "scores_by_kind.png",
+                                   threshold=threshold, xlabel="U-Net real probability",
+                                   title="scores by injected kind")]
+    if stamps is not None and len(stamps) and cfg.gallery_size:
+        worst = worst_scored(y, test["unet"].to_numpy(), n=cfg.gallery_size)
+        paths.append(plot_stamp_gallery(stamps, folder / "worst_scored.png", scores=test["unet"].to_numpy(),
+                                        labels=[f"{k} ({'real' if l else 'bogus'})" for k, l in
+                                                zip(test["kind"], y)], indices=worst,
+                                        channel_names=["science", "reference", "difference", "S_corr"],
+                                        title="worst-scored test candidates"))
+    return paths
