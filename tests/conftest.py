@@ -33,11 +33,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole test session (start-up costs ~10 s)."""
-    import ray
+    from astroray.ray.runtime import ensure_ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+    ray = ensure_ray(num_cpus=4, runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
     yield ray
     try:
         from ray import serve

@@ -56,18 +56,31 @@ def test_missing_file_and_not_a_mapping(tmp_path):
         load_config(path, Outer)
 
 
+SHIPPED = {
+    "demo.yaml": "astroray.ray.demo:DemoConfig",
+    "difference.yaml": "astroray.ray.image_job:DifferenceJobConfig",
+    "make_stamps.yaml": "astroray.ray.stamps:StampJobConfig",
+    "train_realbogus.yaml": "astroray.ray.train_realbogus:TrainRealBogusConfig",
+    "tune_realbogus.yaml": "astroray.ray.train_realbogus:TuneRealBogusConfig",
+}
+"""Each shipped job config and the model that validates it (serve.yaml is checked through Serve's args)."""
+
+
 def test_shipped_configs_validate():
     """Every YAML in configs/ loads into its model (a typo there must fail here, not in a job)."""
+    import importlib
     from pathlib import Path
 
-    from astroray.ray.demo import DemoConfig
-
-    root = Path(__file__).resolve().parents[1] / "configs"
-    load_config(root / "demo.yaml", DemoConfig)
     import yaml
 
     from astroray.ray.serve.schemas import ServeAppConfig
 
+    root = Path(__file__).resolve().parents[1] / "configs"
+    found = {p.name for p in root.glob("*.yaml")}
+    assert found - {"serve.yaml"} <= set(SHIPPED), f"configs without a validating model here: {found - set(SHIPPED)}"
+    for name, target in SHIPPED.items():
+        module, cls = target.split(":")
+        load_config(root / name, getattr(importlib.import_module(module), cls))
     serve_cfg = yaml.safe_load((root / "serve.yaml").read_text())
     for app in serve_cfg["applications"]:
         ServeAppConfig.model_validate(app["args"])

@@ -49,7 +49,9 @@ class TrainConfig(AstrorayConfig):
         Where runs and checkpoints go (shared storage on a multi-node cluster);
         default ``$ASTRORAY_HOME/ray_results``.
     limit_train_batches, limit_val_batches : int, float or None
-        Lightning's limits (tests and smoke runs).
+        Lightning's limits (smoke runs). With Ray Data's streamed shards an
+        integer limit larger than a worker's batches skips that epoch's
+        validation (Lightning waits for batch ``limit`` to validate).
     seed : int
     """
 
@@ -105,13 +107,14 @@ def train_loop_per_worker(config: dict) -> None:
         local_shuffle_seed=int(train["seed"]))
     val_shard = ray.train.get_dataset_shard("val")
     val_rows = val_shard.iter_torch_batches(batch_size=batch_size, collate_fn=module.collate) if val_shard else None
-    callbacks = [RayTrainReportCallback()]
-    if config.get("mlflow_run_id"):
+    callbacks = []
+    if config.get("mlflow_run_id"):  # before the report: Tune may stop a trial's workers as soon as it hears it
         from astroray.tracking import epoch_metrics_callback
 
         callbacks.append(epoch_metrics_callback(config["mlflow_run_id"], uri=config.get("tracking_uri")))
     for extra in config.get("extra_callbacks") or ():
         callbacks.append(extra())
+    callbacks.append(RayTrainReportCallback())
     trainer = pl.Trainer(
         max_epochs=int(train["max_epochs"]), accelerator="gpu" if train["use_gpu"] else "cpu", devices="auto",
         strategy=RayDDPStrategy(), plugins=[RayLightningEnvironment()], callbacks=callbacks,
@@ -143,6 +146,10 @@ def build_trainer(model_kind: str, model_config: dict, datasets: dict, train: Tr
     from astroray.models.registry import model_kind as _kind
 
     _kind(model_kind)  # a typo fails here, not in every worker
+    if mlflow_run_id is not None:  # resolved here: workers may not share this process's environment
+        from astroray.tracking import tracking_uri as _resolve
+
+        tracking_uri = _resolve(tracking_uri)
     resources = {"CPU": train.cpus_per_worker}
     if train.use_gpu:
         resources["GPU"] = train.gpus_per_worker

@@ -31,8 +31,10 @@ from astroray.models.classical import ClassicalConfig
 from astroray.models.realbogus import RealBogusConfig
 from astroray.ray.stamps import StampJobConfig
 from astroray.ray.train import TrainConfig
+from astroray.ray.tune import SweepConfig
 
-__all__ = ["TrainRealBogusConfig", "train_realbogus", "score_stamp_files", "stamp_files"]
+__all__ = ["TrainRealBogusConfig", "train_realbogus", "evaluate_and_register", "training_datasets",
+           "score_stamp_files", "stamp_files", "TuneRealBogusConfig", "tune_realbogus"]
 
 
 class TrainRealBogusConfig(AstrorayConfig):
@@ -119,34 +121,35 @@ def _features_of(files):
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def train_realbogus(cfg: TrainRealBogusConfig, *, progress: bool = True) -> dict:
-    """Make stamps if needed, train on Ray Train, evaluate, log to MLflow, register; returns the summary."""
-    from astroray.eval import binary_report, operating_point, operating_point_at_fpr, recall_by_subtype, roc_auc
-    from astroray.models.classical import ClassicalRealBogus, ensemble_score
-    from astroray.models.realbogus import RealBogusModule
-    from astroray.ray.runtime import ensure_ray
+def _ensure_stamps(cfg: TrainRealBogusConfig, progress: bool) -> Path:
+    from astroray.errors import InvalidInputError
     from astroray.ray.stamps import make_stamps
-    from astroray.ray.train import fit
-    from astroray.tracking import (
-        REGISTERED_MODELS,
-        flatten_params,
-        log_figure_files,
-        log_torch_model,
-        register_champion,
-        setup_mlflow,
-    )
 
-    t0 = time.perf_counter()
     data = Path(cfg.data) if cfg.data else astroray_home() / "stamps"
     if not stamp_files(data, "train"):
         make_stamps(cfg.stamps, data, progress=progress)
     for split in ("train", "val", "test"):
         if not stamp_files(data, split):
-            from astroray.errors import InvalidInputError
-
             raise InvalidInputError(f"no {split} stamps under {data} (make more pairs: the splits are by pair)")
+    return data
+
+
+def training_datasets(data: Path) -> dict:
+    """The train and val stamp splits as Ray Datasets."""
+    from astroray.ray.runtime import ensure_ray
+
     ray = ensure_ray()
-    datasets = {s: ray.data.read_parquet([str(p) for p in stamp_files(data, s)]) for s in ("train", "val")}
+    return {s: ray.data.read_parquet([str(p) for p in stamp_files(data, s)]) for s in ("train", "val")}
+
+
+def train_realbogus(cfg: TrainRealBogusConfig, *, progress: bool = True) -> dict:
+    """Make stamps if needed, train on Ray Train, evaluate, log to MLflow, register; returns the summary."""
+    from astroray.ray.train import fit
+    from astroray.tracking import flatten_params, setup_mlflow
+
+    t0 = time.perf_counter()
+    data = _ensure_stamps(cfg, progress)
+    datasets = training_datasets(data)
     mlflow = setup_mlflow(cfg.experiment, uri=cfg.tracking_uri)
     with mlflow.start_run(run_name=cfg.run_name or "train_realbogus") as run:
         mlflow.log_params(flatten_params(cfg.model_dump(mode="json", exclude={"stamps"})))
@@ -154,64 +157,71 @@ def train_realbogus(cfg: TrainRealBogusConfig, *, progress: bool = True) -> dict
         result = fit("realbogus", cfg.model.model_dump(mode="json"), datasets, cfg.train,
                      name=f"realbogus-{run.info.run_id[:8]}", mlflow_run_id=run.info.run_id,
                      tracking_uri=cfg.tracking_uri)
-        module = RealBogusModule.load_from_checkpoint(result.checkpoint_path, map_location="cpu")
-        net = module.net.eval()
-        channels = cfg.model.channels
-        val, _ = score_stamp_files(net, stamp_files(data, "val"), channels)
-        test, test_stamps = score_stamp_files(net, stamp_files(data, "test"), channels, keep_stamps=1)
-        op_val = operating_point_at_fpr(val["label"].to_numpy(), val["unet"].to_numpy(), target_fpr=cfg.target_fpr)
-        threshold = float(op_val.threshold)
-
-        classical = ClassicalRealBogus(cfg.classical).fit(*_features_of(stamp_files(data, "train")))
-        for frame in (val, test):
-            feats = np.stack(frame["features"].to_numpy()) if len(frame) else np.zeros((0, 11))
-            for name, values in classical.scores(feats).items():
-                frame[name] = values
-            frame["ensemble"] = ensemble_score(frame["unet"], frame["trees"], frame["iforest"])
-        y = test["label"].to_numpy()
-        kinds = test["kind"].to_numpy()
-        metrics = {"test_n": len(test), "test_real": int(y.sum()), "threshold": threshold,
-                   "train_seconds": time.perf_counter() - t0}
-        for name in ("unet", "trees", "iforest", "ensemble"):
-            s = test[name].to_numpy()
-            op = operating_point_at_fpr(y, s, target_fpr=cfg.target_fpr)
-            metrics[f"test_auc_{name}"] = roc_auc(y, s)
-            metrics[f"test_fnr_at_{cfg.target_fpr:g}fpr_{name}"] = op.fnr
-        at_val = operating_point(y, test["unet"].to_numpy(), threshold=threshold)
-        metrics.update(test_fpr_at_val_threshold=at_val.fpr, test_fnr_at_val_threshold=at_val.fnr,
-                       test_precision=at_val.precision, test_recall=at_val.recall)
-        transient = np.isin(kinds, ("transient_on_host", "transient_hostless"))
-        bogus = y == 0
-        sel = transient | bogus
-        op_tr = operating_point_at_fpr(y[sel], test["unet"].to_numpy()[sel], target_fpr=cfg.target_fpr)
-        metrics["test_transients_lost_at_1fpr"] = op_tr.fnr
-        per_kind = recall_by_subtype(y, test["unet"].to_numpy(), kinds, threshold=threshold)
-        for kind, r in per_kind.items():
-            metrics[f"recall_{kind}"] = r["recall"]
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
-        report = binary_report(y, test["unet"].to_numpy(), threshold=threshold, target_fpr=cfg.target_fpr,
-                               subtypes=kinds)
-
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            pngs = _plots(test, test_stamps, threshold, cfg, tmp)
-            (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str))
-            classical.save(tmp / "classical.pkl")
-            log_figure_files(mlflow, pngs)
-            mlflow.log_artifact(str(tmp / "report.json"))
-            mlflow.log_artifact(str(tmp / "classical.pkl"), artifact_path="classical")
-        example = _example(test_stamps, channels)
-        info = log_torch_model(mlflow, net, input_example=example,
-                               metadata={"threshold": threshold, "channels": list(channels),
-                                         "stamp_size": cfg.model.stamp_size, "target_fpr": cfg.target_fpr})
-        version = None
-        if cfg.register_model:
-            version = register_champion(info.model_uri, REGISTERED_MODELS["real_bogus"],
-                                        tags={"run_id": run.info.run_id}, uri=cfg.tracking_uri)
-        summary = {"run_id": run.info.run_id, "model_uri": info.model_uri, "registered_version": version,
-                   "checkpoint": result.checkpoint_path, "epochs": len(result.history), **metrics,
-                   "recall_by_kind": {k: v["recall"] for k, v in per_kind.items()}}
+        summary = evaluate_and_register(cfg, result.checkpoint_path, data, mlflow, run.info.run_id)
+        summary.update(epochs=len(result.history), train_seconds=time.perf_counter() - t0)
+        mlflow.log_metric("train_seconds", summary["train_seconds"])
     return summary
+
+
+def evaluate_and_register(cfg: TrainRealBogusConfig, checkpoint_path: str, data: Path, mlflow, run_id: str) -> dict:
+    """Score val and test with the checkpoint's model, fit and score the classical detectors, log metrics,
+    PNGs and the model to the active MLflow run, and register it (``cfg.register_model``)."""
+    from astroray.eval import binary_report, operating_point, operating_point_at_fpr, recall_by_subtype, roc_auc
+    from astroray.models.classical import ClassicalRealBogus, ensemble_score
+    from astroray.models.realbogus import RealBogusModule
+    from astroray.tracking import REGISTERED_MODELS, log_figure_files, log_torch_model, register_champion
+
+    module = RealBogusModule.load_from_checkpoint(checkpoint_path, map_location="cpu")
+    net = module.net.eval()
+    channels = net.config.channels
+    val, _ = score_stamp_files(net, stamp_files(data, "val"), channels)
+    test, test_stamps = score_stamp_files(net, stamp_files(data, "test"), channels, keep_stamps=1)
+    op_val = operating_point_at_fpr(val["label"].to_numpy(), val["unet"].to_numpy(), target_fpr=cfg.target_fpr)
+    threshold = float(op_val.threshold)
+
+    classical = ClassicalRealBogus(cfg.classical).fit(*_features_of(stamp_files(data, "train")))
+    for frame in (val, test):
+        feats = np.stack(frame["features"].to_numpy()) if len(frame) else np.zeros((0, 11))
+        for name, values in classical.scores(feats).items():
+            frame[name] = values
+        frame["ensemble"] = ensemble_score(frame["unet"], frame["trees"], frame["iforest"])
+    y = test["label"].to_numpy()
+    kinds = test["kind"].to_numpy()
+    metrics = {"test_n": len(test), "test_real": int(y.sum()), "threshold": threshold}
+    for name in ("unet", "trees", "iforest", "ensemble"):
+        s = test[name].to_numpy()
+        op = operating_point_at_fpr(y, s, target_fpr=cfg.target_fpr)
+        metrics[f"test_auc_{name}"] = roc_auc(y, s)
+        metrics[f"test_fnr_at_{cfg.target_fpr:g}fpr_{name}"] = op.fnr
+    at_val = operating_point(y, test["unet"].to_numpy(), threshold=threshold)
+    metrics.update(test_fpr_at_val_threshold=at_val.fpr, test_fnr_at_val_threshold=at_val.fnr,
+                   test_precision=at_val.precision, test_recall=at_val.recall)
+    transient = np.isin(kinds, ("transient_on_host", "transient_hostless"))
+    sel = transient | (y == 0)
+    op_tr = operating_point_at_fpr(y[sel], test["unet"].to_numpy()[sel], target_fpr=cfg.target_fpr)
+    metrics["test_transients_lost_at_1fpr"] = op_tr.fnr
+    per_kind = recall_by_subtype(y, test["unet"].to_numpy(), kinds, threshold=threshold)
+    for kind, r in per_kind.items():
+        metrics[f"recall_{kind}"] = r["recall"]
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+    report = binary_report(y, test["unet"].to_numpy(), threshold=threshold, target_fpr=cfg.target_fpr, subtypes=kinds)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        pngs = _plots(test, test_stamps, threshold, cfg, tmp)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        classical.save(tmp / "classical.pkl")
+        log_figure_files(mlflow, pngs)
+        mlflow.log_artifact(str(tmp / "report.json"))
+        mlflow.log_artifact(str(tmp / "classical.pkl"), artifact_path="classical")
+    info = log_torch_model(mlflow, net, input_example=_example(test_stamps, channels),
+                           metadata={"threshold": threshold, "channels": list(channels),
+                                     "stamp_size": net.config.stamp_size, "target_fpr": cfg.target_fpr})
+    version = None
+    if cfg.register_model:
+        version = register_champion(info.model_uri, REGISTERED_MODELS["real_bogus"], tags={"run_id": run_id},
+                                    uri=cfg.tracking_uri)
+    return {"run_id": run_id, "model_uri": info.model_uri, "registered_version": version,
+            "checkpoint": checkpoint_path, **metrics, "recall_by_kind": {k: v["recall"] for k, v in per_kind.items()}}
 
 
 def _example(stamps, channels):
@@ -244,3 +254,35 @@ def _plots(test, stamps, threshold, cfg, folder: Path) -> list[Path]:
                                         channel_names=["science", "reference", "difference", "S_corr"],
                                         title="worst-scored test candidates"))
     return paths
+
+
+class TuneRealBogusConfig(TrainRealBogusConfig):
+    """Config of ``jobs/tune_realbogus.py``: the training config plus the sweep (``sweep:``)."""
+
+    sweep: SweepConfig = Field(default_factory=lambda: SweepConfig(metric="val_auc", mode="max"))
+
+
+def tune_realbogus(cfg: TuneRealBogusConfig, *, progress: bool = True) -> dict:
+    """Sweep the real/bogus model with Ray Tune, then evaluate and register the best trial's checkpoint."""
+    from astroray.ray.tune import run_sweep
+    from astroray.tracking import setup_mlflow
+
+    data = _ensure_stamps(cfg, progress)
+    base = {"model": cfg.model.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json")}
+    sweep = run_sweep("realbogus", base, training_datasets(data), cfg.sweep, name=cfg.run_name or "tune_realbogus",
+                      experiment=cfg.experiment, tracking_uri=cfg.tracking_uri, storage_path=cfg.train.storage_path)
+    if not sweep.best_checkpoint:
+        from astroray.errors import InvalidInputError
+
+        raise InvalidInputError("the best trial reported no checkpoint")
+    mlflow = setup_mlflow(cfg.experiment, uri=cfg.tracking_uri)
+    with mlflow.start_run(run_name="tune_realbogus-best",
+                          tags={"mlflow.parentRunId": sweep.parent_run_id, "astroray.model": "realbogus"}) as run:
+        from astroray.tracking import flatten_params
+
+        mlflow.log_params(flatten_params(sweep.best_config))
+        summary = evaluate_and_register(cfg, str(Path(sweep.best_checkpoint) / "checkpoint.ckpt"), data, mlflow,
+                                        run.info.run_id)
+    summary.update(sweep_run_id=sweep.parent_run_id, best_config=sweep.best_config,
+                   best_metrics=sweep.best_metrics, n_trials=len(sweep.trials), trials=sweep.trials)
+    return summary
