@@ -7,8 +7,19 @@ Parquet datasets, difference/ FITS, manifest.parquet and quarantine.parquet.
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
         python jobs/difference.py --input /data/visit123 --out /data/visit123-out --config configs/difference.yaml
 
+Outputs are exactly this run's: a non-empty --out is refused unless
+--overwrite is given, which first removes the job's own outputs there
+(alerts/, catalog/, difference/, manifest.parquet, quarantine.parquet; nothing
+else), and a pair that does not end "ok" leaves no part file, so the folder
+always matches manifest.parquet. A pair repeating another pair's science
+exposure (the same file through a link, or the same exposure id) is
+quarantined, so alert ids stay unique. Every write goes to a new unique
+temporary inside --out (no symbolic link followed) and is renamed into place.
+Inputs are read within the limits ASTRORAY_MAX_FILE_MB and
+ASTRORAY_MAX_DECOMPRESSED_MB (or the config's read_limits).
+
 Exit status: 0 when every pair was processed, 1 when some were quarantined,
-2 on a bad config or input folder.
+2 on a bad config, input folder or --out.
 """
 import argparse
 import sys
@@ -16,20 +27,25 @@ from pathlib import Path
 
 from astroray.config import load_config
 from astroray.errors import AstrorayError
-from astroray.ray.image_job import DifferenceJobConfig, pairs_in_folder, run_pairs
+from astroray.ray.image_job import DifferenceJobConfig, check_output_folder, pairs_in_folder, run_pairs
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="folder of <id>_reference.fits / <id>_science.fits pairs")
-    parser.add_argument("--out", required=True, help="output folder (shared storage on a cluster)")
+    parser.add_argument("--out", required=True, help="output folder (shared storage on a cluster); must be empty "
+                                                     "or missing unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the job's outputs of an earlier run in --out (alerts/, catalog/, difference/, "
+                             "manifest.parquet, quarantine.parquet); other files there are left alone")
     parser.add_argument("--config", default=None, help="job config YAML (default: built-in defaults)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, DifferenceJobConfig)
+        out = check_output_folder(args.out, overwrite=args.overwrite)
         manifest = pairs_in_folder(args.input)
-        status = run_pairs(manifest, Path(args.out), cfg, progress=not args.no_progress)
+        status = run_pairs(manifest, Path(out), cfg, progress=not args.no_progress)
     except AstrorayError as exc:
         print(f"difference job failed: {exc}", file=sys.stderr)
         return 2
@@ -37,7 +53,7 @@ def main(argv=None) -> int:
     print(f"{n_ok}/{len(status)} pairs processed, {int(status['n_alerts'].fillna(0).sum())} alerts; "
           f"outputs in {args.out}")
     for row in status[status["status"] != "ok"].itertuples():
-        print(f"quarantined {row.pair_id}: {row.reason}")
+        print(f"{row.status} {row.pair_id}: {row.reason}")
     return 0 if n_ok == len(status) else 1
 
 

@@ -30,3 +30,20 @@ def test_kuberay_specs_are_well_formed():
         ServeAppConfig.model_validate(app["args"])
     gpu = svc["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
     assert gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_the_dashboard_is_not_exposed_by_default_and_the_files_say_how_to_expose_it():
+    """The dashboard is the job-submission API: loopback on the launcher's head, in-cluster only on KubeRay."""
+    text = (ROOT / "cluster/aws-gpu.yaml").read_text()
+    launcher = yaml.safe_load(text)
+    head = " ".join(launcher["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head
+    assert "What is exposed" in text and "To expose the dashboard deliberately" in text
+    assert "ray dashboard cluster/aws-gpu.yaml" in text  # how to reach it without exposing it
+    for name in ("kuberay-rayjob.yaml", "kuberay-rayservice.yaml"):
+        text = (ROOT / "cluster" / name).read_text()
+        spec = yaml.safe_load(text)["spec"]
+        head = (spec.get("rayClusterSpec") or spec.get("rayClusterConfig"))["headGroupSpec"]
+        assert head["serviceType"] == "ClusterIP", name
+        assert "LoadBalancer" not in yaml.safe_dump(spec) and "NodePort" not in yaml.safe_dump(spec), name
+        assert "To expose it deliberately" in text and "kubectl port-forward" in text, name

@@ -6,12 +6,24 @@
 * label tables: :func:`read_labels`, :func:`attach_labels`
 * what a file holds: :func:`detect_format`; a whole folder checked: :func:`check_path`
 * FITS exposures (IMAGE, VARIANCE, MASK, PSF): :func:`read_exposure`, :func:`write_exposure`
+* bounds on every read of untrusted bytes (file size, gzip expansion, JSON depth): :class:`ReadLimits`,
+  :func:`using_limits` (defaults from ``ASTRORAY_MAX_*`` environment variables)
 """
-from astroray.io.alerts import alerts_from_records, alerts_from_table, iter_alerts, read_alerts
+from astroray.io.alerts import (
+    alerts_from_records,
+    alerts_from_table,
+    iter_alerts,
+    read_alerts,
+)
 from astroray.io.check import CheckReport, FileResult, check_file, check_path
 from astroray.io.cutouts import decode_cutout
-from astroray.io.sniff import FileFormat, detect_format
-from astroray.io.fits import exposure_to_bytes, read_exposure, read_image, write_exposure, write_image
+from astroray.io.fits import (
+    exposure_to_bytes,
+    read_exposure,
+    read_image,
+    write_exposure,
+    write_image,
+)
 from astroray.io.lightcurves import (
     attach_labels,
     lightcurves_from_alerts,
@@ -21,6 +33,8 @@ from astroray.io.lightcurves import (
     read_lightcurves,
     read_table,
 )
+from astroray.io.limits import ReadLimits, current_limits, using_limits
+from astroray.io.sniff import FileFormat, detect_format
 
 __all__ = [
     "read_exposure",
@@ -46,4 +60,7 @@ __all__ = [
     "check_file",
     "CheckReport",
     "FileResult",
+    "ReadLimits",
+    "current_limits",
+    "using_limits",
 ]

@@ -26,7 +26,9 @@ import numpy as np
 import pyarrow as pa
 
 from astroray.errors import InvalidAlertError, InvalidInputError
+from astroray.io._checks import check_photometry, check_points, sky_position
 from astroray.io._source import Source, open_binary, read_head, source_name
+from astroray.io.limits import current_limits, json_depth, parse_json, read_stream
 from astroray.io.sniff import sniff_container
 from astroray.io.lsst import lsst_packet_to_alert
 from astroray.io.ztf import ztf_packet_to_alert
@@ -132,13 +134,19 @@ def alerts_from_records(records: Iterable[Mapping[str, Any]], *, name: str | Non
 def _iter_avro(stream: IO[bytes], label: str, cutouts: bool) -> Iterator[Alert]:
     import fastavro
 
+    from astroray.io._avro import check_blocks, check_writer_schema
+
     try:
         reader = fastavro.reader(stream)
         writer_schema = reader.writer_schema
-    except Exception as exc:  # noqa: BLE001 - fastavro raises many types for bad headers
+        codec = str(reader.codec)
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many types for bad headers (RecursionError too)
         raise InvalidAlertError(f"corrupt Avro container header ({type(exc).__name__}: {exc})",
                                 source=label) from None
     fmt = _avro_format(writer_schema, label)
+    # The writer schema and the blocks are untrusted too: checked before fastavro decodes a record.
+    check_writer_schema(writer_schema, source=label)
+    check_blocks(stream, codec, source=label, limits=current_limits())
     count = 0
     while True:
         try:
@@ -179,8 +187,11 @@ def _iter_schemaless(stream: IO[bytes], schema: Any, label: str, cutouts: bool) 
 
     import fastavro
 
+    from astroray.io._avro import check_writer_schema
+
     parsed = _load_schema(schema, label)
-    data = stream.read()
+    check_writer_schema(parsed, source=label)
+    data = read_stream(stream, name=label, error=InvalidAlertError)
     meta = {}
     # Confluent wire format: magic 0, then the registry's schema id as a big-endian int32.
     if len(data) > 5 and data[0] == 0:
@@ -259,7 +270,8 @@ def _table_flavour(names: list[str], label: str) -> str:
 def _alerts_from_batches(batches, flavour: str, label: str, cutouts: bool) -> Iterator[Alert]:
     for batch in batches:
         if flavour == "astroray-parquet":
-            yield from table_to_alerts(pa.Table.from_batches([batch]))
+            for alert in table_to_alerts(pa.Table.from_batches([batch])):
+                yield _checked(alert, label)
             continue
         known = _ZTF_FIELDS if flavour == "fink-parquet" else _LSST_FIELDS
         extra_names = [n for n in batch.schema.names if n not in known]
@@ -267,6 +279,16 @@ def _alerts_from_batches(batches, flavour: str, label: str, cutouts: bool) -> It
             fmt = flavour if flavour == "fink-parquet" else _lsst_flavour(row)
             extra = split_extra_columns({n: row[n] for n in extra_names})
             yield _packet_to_alert(row, label, cutouts, fmt, extra)
+
+
+def _checked(alert: Alert, label: str) -> Alert:
+    """An alert read from an astroray table, held to the same checks as one mapped from a survey packet."""
+    where = f"{label}: alert {alert.alert_id}"
+    alert.ra, alert.dec = sky_position(alert.ra, alert.dec, source=where)
+    check_photometry(alert.flux, alert.flux_err, what="the candidate", source=where)
+    check_points(alert.history.flux, alert.history.flux_err, alert.history.detected, what="the history",
+                 source=where)
+    return alert
 
 
 def _lsst_flavour(row: Mapping[str, Any]) -> str:
@@ -315,15 +337,20 @@ def _scalar(value):
 
 
 def _iter_json(stream: IO[bytes], label: str, cutouts: bool) -> Iterator[Alert]:
-    text = stream.read()
+    text = read_stream(stream, name=label, error=InvalidAlertError)
     try:
         doc = json.loads(text)
-        packets = doc if isinstance(doc, list) else [doc]
+    except RecursionError:
+        raise InvalidAlertError("JSON nested too deeply to parse", source=label) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        try:  # JSON lines: one packet per line
-            packets = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidAlertError(f"invalid JSON ({exc})", source=label) from None
+        # JSON lines: one packet per line (each line's nesting checked)
+        packets = [parse_json(line, name=label, error=InvalidAlertError) for line in text.splitlines() if line.strip()]
+    else:
+        depth, limit = json_depth(doc, stop=current_limits().max_json_depth + 1), current_limits().max_json_depth
+        if depth > limit:
+            raise InvalidAlertError(f"JSON nested more than {limit} levels deep (ReadLimits.max_json_depth)",
+                                    source=label)
+        packets = doc if isinstance(doc, list) else [doc]
     if not packets:
         raise InvalidAlertError("JSON holds no alerts", source=label)
     for i, packet in enumerate(packets):

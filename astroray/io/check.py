@@ -5,18 +5,25 @@ parsed by the reader of its kind: alert files are read to the last alert
 (cutouts decoded), light-curve files to the last point, label, feature and
 metadata tables to the last row, Avro schemas parsed, FITS images opened.
 Every file ends up in the report, either under its kind and format or as a
-failure with the reason, so ``n_files`` always equals the files found.
+failure with the reason, so ``n_files`` always equals the regular files found.
+What is not a regular file (a named pipe, a device, a socket, a link to a
+folder) is never opened: it is listed under ``skipped`` with what it is.
+Every read is bounded by :class:`~astroray.io.limits.ReadLimits` (file size,
+decompressed size, JSON depth), and one file's failure, whatever it is, never
+stops the walk.
 """
 from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from astroray.errors import InvalidInputError
+from astroray.io.limits import ReadLimits, file_kind, parse_json, read_file, using_limits
 from astroray.io.sniff import DATA_SUFFIXES, FileFormat, detect_format
 
 __all__ = ["FileResult", "CheckReport", "check_path", "check_file"]
@@ -70,6 +77,8 @@ class CheckReport:
     root: str
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(path, what it is) of entries that are not regular files: never opened, not failures."""
 
     @property
     def n_files(self) -> int:
@@ -110,6 +119,7 @@ class CheckReport:
                 "counts_by_kind": self.counts_by_kind(), "by_format": self.by_format(),
                 "failures": [{"path": f.path, "format": f.format, "error": f.error} for f in self.failures],
                 "notes": [{"path": f.path, "note": n} for f in self.files for n in f.notes],
+                "skipped": [{"path": p, "reason": why} for p, why in self.skipped],
                 "files": [asdict(f) for f in self.files]}
 
     def to_json(self) -> str:
@@ -136,20 +146,27 @@ class CheckReport:
         if notes:
             lines += ["", "notes:"]
             lines += [f"  {p}: {n}" for p, n in notes]
+        if self.skipped:
+            lines += ["", "skipped (not regular files, never opened):"]
+            lines += [f"  {p}: {why}" for p, why in self.skipped]
         return "\n".join(lines)
 
 
-def check_path(path: str | os.PathLike, *, progress: bool = False, cutouts: bool = True) -> CheckReport:
+def check_path(path: str | os.PathLike, *, progress: bool = False, cutouts: bool = True,
+               limits: ReadLimits | None = None) -> CheckReport:
     """Detect and parse every file under ``path`` (a folder, walked recursively, or one file).
 
     Parameters
     ----------
     path : path-like
-        Folder or file to check.
+        Folder or regular file to check.
     progress : bool, optional
         Show a progress bar (tqdm) on stderr.
     cutouts : bool, optional
         Decode alert cutouts too (default), which checks every stamp.
+    limits : ReadLimits, optional
+        Bounds on every read (default: :func:`~astroray.io.limits.current_limits`,
+        i.e. the ``ASTRORAY_MAX_*`` environment variables or the defaults).
 
     Returns
     -------
@@ -158,50 +175,101 @@ def check_path(path: str | os.PathLike, *, progress: bool = False, cutouts: bool
     Raises
     ------
     InvalidInputError
-        ``path`` does not exist.
+        ``path`` does not exist, or is neither a folder nor a regular file
+        (a named pipe or ``/dev/zero`` given as the path is refused, not read).
     """
     root = Path(path)
-    if not root.exists():
-        raise InvalidInputError("no such file or folder", source=str(root))
-    if root.is_file():
+    try:
+        mode = os.stat(root).st_mode
+    except FileNotFoundError:
+        raise InvalidInputError("no such file or folder", source=str(root)) from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read: {exc.strerror or exc}", source=str(root)) from None
+    skipped: list[tuple[str, str]] = []
+    if stat.S_ISREG(mode):
         paths = [root]
         base = root.parent
-    else:
+    elif stat.S_ISDIR(mode):
         paths = []
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
-            paths.extend(Path(dirpath) / f for f in sorted(filenames))
+            for d in dirnames:
+                link = os.path.join(dirpath, d)
+                if os.path.islink(link):  # os.walk does not follow it: say so
+                    skipped.append((os.path.relpath(link, root), "a link to a folder (not followed)"))
+            for f in sorted(filenames):
+                p = Path(dirpath) / f
+                kind = _entry_kind(p)
+                if kind is None:
+                    paths.append(p)
+                else:
+                    skipped.append((os.path.relpath(p, root), kind))
         base = root
+    else:
+        raise InvalidInputError(f"not a regular file or a folder ({file_kind(mode)}): nothing to check",
+                                source=str(root))
     iterator = paths
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(paths, desc=f"checking {root.name or root}", unit="file")
     start = time.perf_counter()
-    results = [check_file(p, relative_to=base, cutouts=cutouts) for p in iterator]
-    return CheckReport(root=str(root), files=results, seconds=time.perf_counter() - start)
+    with using_limits(limits):
+        results = [check_file(p, relative_to=base, cutouts=cutouts) for p in iterator]
+    return CheckReport(root=str(root), files=results, seconds=time.perf_counter() - start, skipped=skipped)
+
+
+def _entry_kind(path: Path) -> str | None:
+    """``None`` for a regular file, a link to one, or an entry that cannot be stat'ed (check_file reports it);
+    else what the entry is."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else file_kind(mode)
 
 
 def check_file(path: str | os.PathLike, *, relative_to: str | os.PathLike | None = None,
                cutouts: bool = True) -> FileResult:
-    """Detect and parse one file; never raises for bad content (the reason goes in ``error``)."""
+    """Detect and parse one file; never raises for bad content (the reason goes in ``error``).
+
+    Anything that goes wrong while reading, typed or not, becomes this file's
+    ``error``; an error that is not astroray's typed one is reported as
+    ``unexpected <type> while reading``, which is a reader bug.
+    """
     path = Path(path)
     rel = os.path.relpath(path, relative_to) if relative_to is not None else str(path)
     start = time.perf_counter()
-    fmt = detect_format(path)
+    fmt = FileFormat("unknown", "unknown")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            _require_regular(path)
+            fmt = detect_format(path)
             counts = _parse(path, fmt, cutouts)
             error = None
         except InvalidInputError as exc:
             counts, error = {}, str(exc)
+        except RecursionError:
+            counts, error = {}, f"{path}: nested too deeply to read (RecursionError)"
+        except MemoryError:
+            counts, error = {}, f"{path}: too large to read in memory (MemoryError)"
         except Exception as exc:  # noqa: BLE001 - a reader bug must show as a failure, not stop the walk
             counts, error = {}, f"unexpected {type(exc).__name__} while reading: {exc}"
     notes = tuple(dict.fromkeys(str(w.message) for w in caught
                                 if not issubclass(w.category, (DeprecationWarning, ResourceWarning))))
     return FileResult(rel, fmt.kind, fmt.format, error=error, notes=notes,
                       seconds=time.perf_counter() - start, **counts)
+
+
+def _require_regular(path: Path) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:  # a dangling or looping link, a permission problem
+        raise InvalidInputError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
+    if not stat.S_ISREG(mode):
+        raise InvalidInputError(f"not a regular file ({file_kind(mode)}); only regular files are read",
+                                source=str(path))
 
 
 def _parse(path: Path, fmt: FileFormat, cutouts: bool) -> dict:
@@ -222,8 +290,10 @@ def _parse(path: Path, fmt: FileFormat, cutouts: bool) -> dict:
     if fmt.kind in ("labels", "features", "metadata"):
         from astroray.io.lightcurves import read_table
 
-        if fmt.format in ("avro", "fits-table"):
-            return {"n_records": 0}
+        if fmt.format == "avro":
+            return {"n_records": _count_avro(path)}
+        if fmt.format == "fits-table":
+            return {"n_records": _count_fits_rows(path)}
         return {"n_records": read_table(path).num_rows}
     if fmt.kind == "schema":
         return {"n_records": _parse_schema(path)}
@@ -237,13 +307,17 @@ def _parse(path: Path, fmt: FileFormat, cutouts: bool) -> dict:
 
 def _parse_schema(path: Path) -> int:
     """Parse an ``.avsc`` file and check its structure (named types from sibling files stay unresolved)."""
+    from astroray.io._avro import check_writer_schema
+
+    text = read_file(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"Avro schema is not valid JSON ({exc})", source=str(path)) from None
+        doc = parse_json(text, name=str(path))
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"Avro schema is not valid JSON ({exc.reason})", source=str(path)) from None
     problem = _schema_problem(doc, "schema")
     if problem:
         raise InvalidInputError(f"invalid Avro schema: {problem}", source=str(path))
+    check_writer_schema(doc, source=str(path), error=InvalidInputError)
     return 1
 
 
@@ -280,32 +354,52 @@ def _schema_problem(node, where: str) -> str | None:
     return _schema_problem(kind, where) if isinstance(kind, (dict, list)) else None
 
 
+def _count_avro(path: Path) -> int:
+    """Records of an Avro file that holds no alerts, read to the end (writer schema and blocks checked first)."""
+    import fastavro
+
+    from astroray.io._avro import check_blocks, check_writer_schema
+    from astroray.io.limits import current_limits, open_regular
+
+    with open_regular(path) as fh:
+        try:
+            reader = fastavro.reader(fh)
+            schema, codec = reader.writer_schema, str(reader.codec)
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types for bad headers
+            raise InvalidInputError(f"corrupt Avro header ({type(exc).__name__}: {exc})", source=str(path)) from None
+        check_writer_schema(schema, source=str(path), error=InvalidInputError)
+        check_blocks(fh, codec, source=str(path), limits=current_limits(), error=InvalidInputError)
+        n = 0
+        try:
+            for _ in reader:
+                n += 1
+        except Exception as exc:  # noqa: BLE001 - truncation and bit flips surface as many types
+            raise InvalidInputError(f"corrupt or truncated Avro data after {n} record(s) "
+                                    f"({type(exc).__name__}: {exc})", source=str(path)) from None
+    return n
+
+
+def _count_fits_rows(path: Path) -> int:
+    """Rows of the tables in a FITS file, read through :func:`~astroray.io.fits.open_fits`."""
+    from astroray.io.fits import open_fits
+
+    hdus, _ = open_fits(path)
+    with hdus:
+        return sum(len(h.data) for h in hdus[1:] if h.data is not None and h.data.dtype.fields is not None)
+
+
 def _read_images(path: Path, fmt: FileFormat) -> int:
-    """Exposures through :func:`~astroray.io.fits.read_exposure`, plain images through ``read_image``."""
-    with open(path, "rb") as fh:
-        plain = fh.read(9) == b"SIMPLE  ="
-    if plain:  # the exposure readers take uncompressed FITS; compressed files are opened by astropy below
-        from astroray.io.fits import read_exposure, read_image
+    """Exposures through :func:`~astroray.io.fits.read_exposure`; other images opened through
+    :func:`~astroray.io.fits.open_fits` (structure checked, size and decompression bounded)."""
+    from astroray.io.fits import open_fits, read_exposure
 
-        if fmt.format == "exposure-fits":
-            read_exposure(path)
-            return 1
-        if "tile-compressed" not in fmt.detail:
-            read_image(path)
-            return 1
-    return _count_images(path)
-
-
-def _count_images(path: Path) -> int:
-    from astropy.io import fits
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with fits.open(path, memmap=False) as hdus:
-                n = sum(1 for h in hdus if h.data is not None and getattr(h.data, "ndim", 0) >= 2)
-    except Exception as exc:  # noqa: BLE001
-        raise InvalidInputError(f"unreadable FITS image ({type(exc).__name__}: {exc})", source=str(path)) from None
+    if fmt.format == "exposure-fits":
+        read_exposure(path)
+        return 1
+    hdus, _ = open_fits(path)
+    with hdus:
+        n = sum(1 for h in hdus if h.data is not None and getattr(h.data, "ndim", 0) >= 2
+                and h.data.dtype.fields is None)
     if n == 0:
         raise InvalidInputError("FITS file holds no image data", source=str(path))
     return n

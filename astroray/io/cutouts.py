@@ -2,17 +2,16 @@
 
 ZTF packs each 63x63 stamp as a gzipped FITS file; Rubin packs a plain FITS
 file whose primary HDU is the image (then uncertainty and PSF extensions).
+A stamp may expand to at most :attr:`~astroray.io.limits.ReadLimits.max_cutout_mb`
+(16 MB by default, ``$ASTRORAY_MAX_CUTOUT_MB``): a gzip bomb in an alert is
+refused with that reason, having used no more memory than the limit.
 """
 from __future__ import annotations
 
-import gzip
-import io
-import warnings
-import zlib
-
 import numpy as np
 
-from astroray.errors import InvalidAlertError
+from astroray.errors import InvalidAlertError, InvalidInputError
+from astroray.io.limits import current_limits, gunzip_bounded
 
 __all__ = ["decode_cutout"]
 
@@ -92,22 +91,27 @@ def _primary_float_image(data: bytes) -> np.ndarray | None:
 
 
 def _decode(data: bytes, source, label) -> np.ndarray:
-    from astropy.io import fits
+    from astroray.io.fits import open_fits
 
+    limits = current_limits()
+    if data[:2] == _GZIP_MAGIC:
+        # ZTF gzips each stamp: a stamp that inflates past max_cutout_mb is a bomb, not a 63x63 image
+        data = gunzip_bounded(data, name=source, limit=limits.max_cutout_bytes, what=label,
+                              error=InvalidAlertError, setting="max_cutout_mb")
+    if len(data) > limits.max_cutout_bytes:
+        raise InvalidAlertError(f"{label} is {len(data)} bytes, above the limit of {limits.max_cutout_mb:g} MB "
+                                "(ReadLimits.max_cutout_mb)", source=source)
+    fast = _primary_float_image(data)
+    if fast is not None:
+        return fast
     try:
-        if data[:2] == _GZIP_MAGIC:
-            data = gzip.decompress(data)
-        fast = _primary_float_image(data)
-        if fast is not None:
-            return fast
-        # ZTF stamp headers break minor FITS rules (e.g. the SIMPLE card format); the pixels are fine.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with fits.open(io.BytesIO(data), memmap=False) as hdus:
-                for hdu in hdus:
-                    if hdu.data is not None and np.ndim(hdu.data) == 2:
-                        return np.array(hdu.data, dtype=np.float32)
-    except (OSError, EOFError, zlib.error, ValueError, TypeError, IndexError) as exc:
-        raise InvalidAlertError(f"{label} is not a readable FITS image ({type(exc).__name__}: {exc})",
-                                source=source) from None
+        # The structure is checked from the bytes before astropy reads them (open_fits); ZTF stamp headers
+        # break minor FITS rules (e.g. the SIMPLE card format), which astropy's silent fix tolerates.
+        hdus, _ = open_fits(data, name=label, limits=limits)
+    except InvalidInputError as exc:
+        raise InvalidAlertError(f"{label} is not a readable FITS image ({exc.reason})", source=source) from None
+    with hdus:
+        for hdu in hdus:
+            if hdu.data is not None and np.ndim(hdu.data) == 2 and hdu.data.dtype.fields is None:
+                return np.array(hdu.data, dtype=np.float32)
     raise InvalidAlertError(f"{label} holds no 2-D image", source=source)

@@ -34,7 +34,10 @@ import numpy as np
 import pyarrow as pa
 
 from astroray.errors import InvalidInputError, InvalidLightCurveError
-from astroray.io._source import Source, open_binary, read_head, source_name
+from astroray.io._source import Source, open_binary, source_name
+from astroray.io._checks import check_points
+from astroray.io.fits import open_fits
+from astroray.io.limits import MB, current_limits, file_kind, gunzip_bounded, read_file
 from astroray.io.sniff import FileFormat, classify_columns, detect_format
 from astroray.io.ztf import JD_TO_MJD, is_positive_difference
 from astroray.records import LightCurve, mag_to_flux, normalize_band, table_to_lightcurves
@@ -238,28 +241,60 @@ def attach_labels(lcs: Iterable[LightCurve], labels: Mapping[str, str]) -> list[
 def read_table(path: str | os.PathLike) -> pa.Table:
     """Any CSV, Parquet or CDS machine-readable table as an Arrow table.
 
+    The file is read within :class:`~astroray.io.limits.ReadLimits` (a regular
+    file no larger than ``max_file_mb``; gzip content no larger than
+    ``max_decompressed_mb`` once expanded); a UTF-8 byte-order mark is skipped.
+
     Raises
     ------
     InvalidInputError
-        The file cannot be parsed as a table.
+        The file cannot be parsed as a table, or breaks a read limit.
     """
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            head = read_head(fh, 4096)
-        if head.startswith(b"PAR1"):
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        if b"Byte-by-byte Description" in head:
+        data = _table_bytes(path, str(path), InvalidInputError)
+        if data.startswith(b"PAR1"):
+            return _read_parquet(data, str(path), InvalidInputError)
+        if b"Byte-by-byte Description" in data[:4096]:
             from astropy.io import ascii as astropy_ascii
 
-            return pa.Table.from_pandas(astropy_ascii.read(path, format="cds").to_pandas(), preserve_index=False)
-        return _read_csv(path, str(path))
+            text = data.decode("utf-8", "replace").removeprefix("\ufeff")
+            return pa.Table.from_pandas(astropy_ascii.read(text, format="cds").to_pandas(), preserve_index=False)
+        return _read_csv(data, str(path))
     except InvalidInputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parser failure means an unreadable table
         raise InvalidInputError(f"unreadable table ({type(exc).__name__}: {exc})", source=str(path)) from None
+
+
+def _table_bytes(src, label: str, error) -> bytes:
+    """A table file's bytes (read within the limits), gunzipped (within the limits) when gzip-compressed."""
+    limits = current_limits()
+    data = read_file(src, name=label, error=error) if isinstance(src, Path) else bytes(src)
+    if data[:2] == b"\x1f\x8b":
+        data = gunzip_bounded(data, name=label, limit=limits.max_decompressed_bytes, what="gzip-compressed table",
+                              error=error)
+    return data
+
+
+def _read_parquet(data: bytes, label: str, error) -> pa.Table:
+    """A Parquet table from bytes, refusing row groups whose stated expansion passes ``max_decompressed_mb``."""
+    import pyarrow.parquet as pq
+
+    limits = current_limits()
+    try:
+        pfile = pq.ParquetFile(pa.BufferReader(data))
+        meta = pfile.metadata
+        for i in range(meta.num_row_groups):
+            size = meta.row_group(i).total_byte_size
+            if size > limits.max_decompressed_bytes:
+                raise error(f"Parquet row group {i} expands to {size / MB:.0f} MB, above the limit of "
+                            f"{limits.max_decompressed_mb:g} MB (ReadLimits.max_decompressed_mb)", source=label)
+        return pfile.read()
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise error(f"corrupt Parquet ({type(exc).__name__}: {exc})", source=label) from None
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -287,6 +322,8 @@ def _read_one(source: Source, label: str, *, survey: str = "", object_id: str | 
     except InvalidLightCurveError:
         raise
     except InvalidInputError as exc:  # e.g. LightCurve's own checks, which name only the object
+        if exc.source and exc.source.startswith(label):  # already says where: keep it, re-typed
+            raise InvalidLightCurveError(exc.reason, source=exc.source) from None
         raise InvalidLightCurveError(str(exc), source=label) from None
     for lc in lcs:
         lc.survey = lc.survey or survey
@@ -298,7 +335,8 @@ def _format_of(source: Source, label: str) -> tuple[FileFormat, Path | None, byt
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise InvalidLightCurveError("no such file" if not path.exists() else "not a file", source=label)
+            raise InvalidLightCurveError("no such file" if not path.exists() else
+                                         f"not a regular file ({file_kind(path.stat().st_mode)})", source=label)
         if path.stat().st_size == 0:
             raise InvalidLightCurveError("empty file: no light-curve data", source=label)
         return detect_format(path), path, None
@@ -306,6 +344,7 @@ def _format_of(source: Source, label: str) -> tuple[FileFormat, Path | None, byt
         data = stream.read()
     if not data:
         raise InvalidLightCurveError("empty input: no light-curve data", source=label)
+    data = _table_bytes(data, label, InvalidLightCurveError)  # gzip content expanded within the limits
     # In-memory input: write nothing to disk, detect from the bytes.
     if data.startswith(b"Obj\x01"):
         return FileFormat("alerts", "avro"), None, data
@@ -320,7 +359,7 @@ def _format_of(source: Source, label: str) -> tuple[FileFormat, Path | None, byt
             return FileFormat("alerts", "parquet"), None, data
         container = "parquet"
     else:
-        first = data.split(b"\n", 1)[0].decode("utf-8", "replace")
+        first = data.split(b"\n", 1)[0].decode("utf-8", "replace").removeprefix("\ufeff")
         names = [c.strip().strip('"') for c in first.split(",")]
         container = "csv"
 
@@ -338,28 +377,19 @@ def _base_format(fmt: str) -> str:
 
 
 def _load_table(src, label: str) -> pa.Table:
-    """CSV or Parquet (path or bytes) as an Arrow table."""
-    if isinstance(src, Path):
-        with open(src, "rb") as fh:
-            magic = fh.read(4)
-    else:
-        magic = bytes(src[:4])
-    if magic == b"PAR1":
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.read_table(src if isinstance(src, Path) else pa.BufferReader(src))
-        except Exception as exc:  # noqa: BLE001
-            raise InvalidLightCurveError(f"corrupt Parquet ({type(exc).__name__}: {exc})", source=label) from None
-    return _read_csv(src, label)
+    """CSV or Parquet (path or bytes; gzip-compressed too) as an Arrow table, every read bounded."""
+    data = _table_bytes(src, label, InvalidLightCurveError)
+    if data.startswith(b"PAR1"):
+        return _read_parquet(data, label, InvalidLightCurveError)
+    return _read_csv(data, label)
 
 
-def _read_csv(src, label: str) -> pa.Table:
+def _read_csv(data: bytes, label: str) -> pa.Table:
     import pyarrow.csv as pacsv
 
     try:
-        stream = src if isinstance(src, Path) else pa.BufferReader(src)
-        table = pacsv.read_csv(stream, convert_options=pacsv.ConvertOptions(
+        # pyarrow skips a leading UTF-8 byte-order mark itself
+        table = pacsv.read_csv(pa.BufferReader(data), convert_options=pacsv.ConvertOptions(
             null_values=["", "null", "NULL", "NaN", "nan", "None"], strings_can_be_null=True))
     except pa.ArrowInvalid as exc:
         msg = str(exc)
@@ -390,6 +420,25 @@ def _numeric(table: pa.Table, column: str, label: str) -> np.ndarray:
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type)):
         raise InvalidLightCurveError(f"column {column} is not numeric (type {col.type})", source=label)
     return col.to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _refuse_impossible(label: str, columns: dict[str, np.ndarray], *, errors: Sequence[str] = ()) -> None:
+    """Infinite values anywhere, negative values in error columns: refused, naming the column and first row.
+
+    NaN (an empty cell) is 'missing', not impossible; the readers drop or keep such rows as they document.
+    """
+    for name, values in columns.items():
+        bad = np.isinf(values)
+        what = "infinite"
+        if name in errors:
+            bad |= values < 0
+            what = "negative or infinite"
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise InvalidLightCurveError(
+                f"column {name} has {int(bad.sum())} {what} value(s) (first in data row {first + 1}: "
+                f"{values[first]:g}); {'an error is never negative' if name in errors else 'not a measurement'}",
+                source=label)
 
 
 def _bands(values, label: str) -> np.ndarray:
@@ -445,13 +494,21 @@ def _read_lc_table(src, label: str, *, object_id: str | None = None) -> list[Lig
     mjd = _numeric(table, cols["time"], label)
     band = _bands(table.column(cols["band"]).to_pylist(), label)
     if use_mag:
-        mag = _numeric(table, cols["mag"], label)
-        flux, err = mag_to_flux(mag, _numeric(table, cols["magerr"], label))
+        mag, magerr = _numeric(table, cols["mag"], label), _numeric(table, cols["magerr"], label)
+        _refuse_impossible(label, {cols["time"]: mjd, cols["mag"]: mag, cols["magerr"]: magerr},
+                           errors=(cols["magerr"],))
+        with np.errstate(over="ignore"):
+            flux, err = mag_to_flux(mag, magerr)
     else:
         flux, err = _numeric(table, cols["flux"], label), _numeric(table, cols["fluxerr"], label)
-    keep = np.isfinite(mjd) & np.isfinite(flux) & np.isfinite(err)
+        _refuse_impossible(label, {cols["time"]: mjd, cols["flux"]: flux, cols["fluxerr"]: err},
+                           errors=(cols["fluxerr"],))
+    # Missing values (empty or NaN cells) drop their row, counted in meta['n_dropped']; impossible ones were refused.
+    keep = np.isfinite(mjd) & ~np.isnan(flux) & ~np.isnan(err)
     if not keep.any():
         raise InvalidLightCurveError("no row has finite time, magnitude and error", source=label)
+    check_points(flux[keep], err[keep], np.ones(int(keep.sum()), bool), what="the light curve", source=label,
+                 error=InvalidLightCurveError)
     meta = {"flux_kind": "total" if use_mag else "flux", "n_dropped": int((~keep).sum())}
     id_col = next((lower[c] for c in ("object_id", "objectid", "oid", "id") if c in lower), None)
     if id_col is None:
@@ -489,13 +546,17 @@ def _read_alerce_detections(src, label: str, **_) -> list[LightCurve]:
     table = _load_table(src, label)
     cols, ids, mjd, band = _alerce_common(table, label, ("fid", "magpsf", "sigmapsf", "isdiffpos"),
                                           "ALeRCE detections")
-    mag = _numeric(table, cols["magpsf"], label)
-    flux, err = mag_to_flux(mag, _numeric(table, cols["sigmapsf"], label))
+    mag, sig = _numeric(table, cols["magpsf"], label), _numeric(table, cols["sigmapsf"], label)
+    _refuse_impossible(label, {cols["magpsf"]: mag, cols["sigmapsf"]: sig}, errors=(cols["sigmapsf"],))
+    with np.errstate(over="ignore"):
+        flux, err = mag_to_flux(mag, sig)
     sign = np.array([1.0 if is_positive_difference(v) else -1.0 for v in table.column(cols["isdiffpos"]).to_pylist()])
     flux = flux * sign
-    bad = ~(np.isfinite(flux) & np.isfinite(err))
+    bad = np.isnan(flux) | np.isnan(err)
     if bad.any():
         raise InvalidLightCurveError(f"{int(bad.sum())} detection(s) lack magpsf or sigmapsf", source=label)
+    check_points(flux, err, np.ones(len(flux), bool), what="the detections", source=label,
+                 error=InvalidLightCurveError)
     return [LightCurve(oid, c["mjd"], c["band"], c["flux"], c["err"], np.ones(len(c["mjd"]), bool), survey="ztf",
                        meta={"flux_kind": "difference"})
             for oid, c in _split_by_object(ids, label, mjd=mjd, band=band, flux=flux, err=err)]
@@ -504,7 +565,12 @@ def _read_alerce_detections(src, label: str, **_) -> list[LightCurve]:
 def _read_alerce_non_detections(src, label: str, **_) -> list[LightCurve]:
     table = _load_table(src, label)
     cols, ids, mjd, band = _alerce_common(table, label, ("fid", "diffmaglim"), "ALeRCE non-detections")
-    err = mag_to_flux(_numeric(table, cols["diffmaglim"], label)) / 5.0
+    limit = _numeric(table, cols["diffmaglim"], label)
+    _refuse_impossible(label, {cols["diffmaglim"]: limit})
+    with np.errstate(over="ignore"):
+        err = mag_to_flux(limit) / 5.0
+    check_points(np.full(len(err), np.nan), err, np.zeros(len(err), bool), what="the upper limits", source=label,
+                 error=InvalidLightCurveError)
     flux = np.full(len(mjd), np.nan)
     return [LightCurve(oid, c["mjd"], c["band"], c["flux"], c["err"], np.zeros(len(c["mjd"]), bool), survey="ztf",
                        meta={"flux_kind": "difference"})
@@ -528,6 +594,9 @@ def _snana_points(table: pa.Table, label: str):
             detected = np.abs(flux / err) >= _DETECTION_SNR
     # SNANA marks season breaks and event ends with MJD = -777 rows (band "-"); they are not epochs.
     marker = (mjd < 0) | np.array([b in ("-", "") for b in bands], dtype=bool)
+    epochs = ~marker
+    _refuse_impossible(label, {cols["mjd"]: mjd[epochs], cols["fluxcal"]: flux[epochs],
+                               cols["fluxcalerr"]: err[epochs]}, errors=(cols["fluxcalerr"],))
     return mjd, bands, flux, err, detected, "photflag" in lower, marker
 
 
@@ -546,7 +615,6 @@ def _read_snana_table(src, label: str, **_) -> list[LightCurve]:
 
 def _read_snana_fits(src, label: str, **_) -> list[LightCurve]:
     """A SNANA HEAD/PHOT pair, given either file."""
-    from astropy.io import fits
 
     if not isinstance(src, Path):
         raise InvalidLightCurveError("SNANA FITS needs its HEAD and PHOT files on disk; pass a path", source=label)
@@ -559,10 +627,14 @@ def _read_snana_fits(src, label: str, **_) -> list[LightCurve]:
         if not p.is_file():
             raise InvalidLightCurveError(f"SNANA pair incomplete: {p.name} not found beside it", source=label)
     try:
-        with fits.open(head_path, memmap=False) as hh, fits.open(phot_path, memmap=False) as ph:
+        # open_fits checks each file's structure from its bytes (and bounds size and gzip) before astropy reads it
+        (hh, _), (ph, _) = open_fits(head_path), open_fits(phot_path)
+        with hh, ph:
             head = pa.Table.from_pandas(_fits_table_frame(hh[1].data), preserve_index=False)
             phot = pa.Table.from_pandas(_fits_table_frame(ph[1].data), preserve_index=False)
-    except (OSError, IndexError, ValueError, TypeError) as exc:
+    except InvalidInputError as exc:
+        raise InvalidLightCurveError(f"unreadable SNANA FITS: {exc}", source=label) from None
+    except (OSError, IndexError, ValueError, TypeError, AttributeError, KeyError) as exc:
         raise InvalidLightCurveError(f"unreadable SNANA FITS ({type(exc).__name__}: {exc})", source=label) from None
     hcols = _columns(head, ["snid", "ptrobs_min", "ptrobs_max"], str(head_path), "SNANA HEAD")
     mjd, bands, flux, err, detected, flagged, marker = _snana_points(phot, str(phot_path))

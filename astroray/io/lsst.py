@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from astroray.errors import InvalidAlertError, InvalidInputError
+from astroray.io._checks import check_photometry, check_points, number, sky_position
 from astroray.records import Alert, LightCurve, normalize_band
 
 __all__ = ["lsst_packet_to_alert"]
@@ -69,7 +70,9 @@ def lsst_packet_to_alert(packet: Mapping[str, Any], *, source: str | None = None
     Raises
     ------
     InvalidAlertError
-        A required field is missing or unusable.
+        A required field is missing or unusable: not a number, ``ra``/``dec``
+        outside the sky or NaN, a flux that is not finite or an error that is
+        not positive, or the same in the history.
     """
     dia = packet.get("diaSource")
     alert_id = _first(packet, ("alertId", "diaSourceId"))
@@ -89,9 +92,17 @@ def lsst_packet_to_alert(packet: Mapping[str, Any], *, source: str | None = None
         missing.append("diaObjectId")
     if missing:
         raise InvalidAlertError(f"diaSource lacks {', '.join(missing)}", source=where)
-    object_id = str(int(object_id)) if isinstance(object_id, float) else str(object_id)
+    if isinstance(object_id, float):  # a null-able integer column read as float
+        object_id = str(int(number(object_id, "diaObjectId", source=where)))
+    object_id = str(object_id)
     band = _band(values["band"], where)
-    scores = {"reliability": float(dia["reliability"])} if dia.get("reliability") is not None else {}
+    mjd = number(values["mjd"], "midpointMjdTai", source=where)
+    ra, dec = sky_position(values["ra"], values["dec"], source=where)
+    flux, flux_err = check_photometry(number(values["psfFlux"], "psfFlux", source=where, finite=False),
+                                      number(values["psfFluxErr"], "psfFluxErr", source=where, finite=False),
+                                      what="diaSource psf", source=where)
+    scores = {"reliability": number(dia["reliability"], "reliability", source=where, finite=False)} \
+        if dia.get("reliability") is not None else {}
     meta = {"format": fmt}
     meta.update({k: _plain(dia[k]) for k in _SOURCE_META if dia.get(k) is not None})
     for key in ("observation_reason", "target_name"):
@@ -111,10 +122,9 @@ def lsst_packet_to_alert(packet: Mapping[str, Any], *, source: str | None = None
                 data = data.get("stampData")
             if data is not None:
                 stamps[attr] = decode_cutout(data, source=where, label=field)
-    history = _history(object_id, float(values["mjd"]), band, packet, where)
-    return Alert(alert_id=str(alert_id), object_id=object_id, survey="lsst", mjd=float(values["mjd"]),
-                 ra=float(values["ra"]), dec=float(values["dec"]), band=band, flux=float(values["psfFlux"]),
-                 flux_err=float(values["psfFluxErr"]), history=history, scores=scores, meta=meta, **stamps)
+    history = _history(object_id, mjd, band, packet, where)
+    return Alert(alert_id=str(alert_id), object_id=object_id, survey="lsst", mjd=mjd, ra=ra, dec=dec, band=band,
+                 flux=flux, flux_err=flux_err, history=history, scores=scores, meta=meta, **stamps)
 
 
 def _band(value, where) -> str:
@@ -132,16 +142,21 @@ def _history(object_id: str, mjd_now: float, band_now: str, packet, where) -> Li
             flux, err = _first(rec, _FLUX), _first(rec, _FLUX_ERR)
             if mjd is None or band is None:
                 raise InvalidAlertError(f"{name}[{i}] lacks midpointMjdTai or band", source=where)
-            rows.append((float(mjd), _band(band, f"{where} {name}[{i}]"),
-                         np.nan if flux is None else float(flux), np.nan if err is None else float(err), detected))
+            rows.append((number(mjd, f"{name}[{i}].midpointMjdTai", source=where), _band(band, f"{where} {name}[{i}]"),
+                         np.nan if flux is None else number(flux, f"{name}[{i}].psfFlux", source=where, finite=False),
+                         np.nan if err is None else number(err, f"{name}[{i}].psfFluxErr", source=where, finite=False),
+                         detected))
     for i, rec in enumerate(packet.get("prvDiaNondetectionLimits") or []):
         mjd, band, noise = _first(rec, _MJD), _first(rec, _BAND), rec.get("diaNoise")
         if mjd is None or band is None:
             raise InvalidAlertError(f"prvDiaNondetectionLimits[{i}] lacks midpointMjdTai or band", source=where)
-        rows.append((float(mjd), _band(band, where), np.nan, np.nan if noise is None else float(noise), False))
+        rows.append((number(mjd, f"prvDiaNondetectionLimits[{i}].midpointMjdTai", source=where), _band(band, where),
+                     np.nan, np.nan if noise is None else number(noise, f"prvDiaNondetectionLimits[{i}].diaNoise",
+                                                                 source=where, finite=False), False))
     if not rows:
         return LightCurve(object_id, [], [], [], [], [], survey="lsst")
     mjd, band, flux, err, detected = (np.array(c) for c in zip(*rows))
+    check_points(flux, err, detected, what="the history", source=where)
     keep = np.ones(len(mjd), dtype=bool)
     # Drop forced photometry at epochs that already have a detection (here or in the alert itself).
     det_mjd = np.append(mjd[detected], mjd_now)

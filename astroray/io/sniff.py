@@ -13,10 +13,8 @@ whose file name says ``features``).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
@@ -37,6 +35,9 @@ DATA_SUFFIXES = frozenset({".avro", ".parquet", ".pq", ".fits", ".fit", ".fts", 
 """Suffixes that promise data: such a file that cannot be recognised is an error, not 'unknown'."""
 
 _DOC_SUFFIXES = {".md", ".rst"}
+# Suffixes naming a binary container: content that is not that container is an error, not text.
+_CONTAINER_SUFFIXES = {".avro": "avro", ".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits",
+                       ".fts": "fits", ".fz": "fits", ".gz": "gzip"}
 _TEXT_SUFFIXES = {".txt", ".html", ".htm", ".xml", ".tex", ".dat", ".cat", ".param", ".conv", ".sex", ".jsonl"}
 _HEAD_BYTES = 65536
 
@@ -110,11 +111,17 @@ def detect_format(path: str | os.PathLike) -> FileFormat:
     -------
     FileFormat
     """
+    from astroray.errors import InvalidInputError
+    from astroray.io.limits import open_regular
+
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
+        # never a blocking open: a named pipe or a device is refused, not read
+        with open_regular(path, missing="cannot open: no such file") as fh:
             head = fh.read(_HEAD_BYTES)
             return _detect(path, head, fh)
+    except InvalidInputError as exc:
+        return FileFormat("unknown", "unknown", exc.reason)
     except OSError as exc:
         return FileFormat("unknown", "unknown", f"cannot open: {exc.strerror or exc}")
 
@@ -124,9 +131,9 @@ def _detect(path: Path, head: bytes, fh: IO[bytes]) -> FileFormat:
     if container == "avro":
         return _detect_avro(fh)
     if container == "parquet":
-        return _detect_parquet(path)
+        return _detect_parquet(fh)
     if container == "fits":
-        return _detect_fits(path)
+        return _detect_fits(fh, path)
     if container == "json":
         return _detect_json(path)
     suffix = path.suffix.lower()
@@ -135,6 +142,11 @@ def _detect(path: Path, head: bytes, fh: IO[bytes]) -> FileFormat:
         return _detect_gzip(path)
     if not head:
         return FileFormat("unknown", "empty", "empty file")
+    promised = _CONTAINER_SUFFIXES.get(suffix)
+    if promised is not None:  # a name that promises a binary container whose content is something else
+        return FileFormat("unknown", promised, f"named {suffix} but the content is not {promised.upper()} "
+                                               f"({len(head)}{'+' if len(head) == _HEAD_BYTES else ''} bytes "
+                                               f"starting {head[:12]!r})")
     text = _as_text(head)
     if text is None:
         return FileFormat("unknown", "unknown", f"binary content starting {head[:8]!r}")
@@ -149,17 +161,24 @@ def _detect(path: Path, head: bytes, fh: IO[bytes]) -> FileFormat:
 
 
 def _detect_gzip(path: Path) -> FileFormat:
-    """Gzipped FITS and CSV are read as they are (astropy and pyarrow decompress); other content is not."""
+    """Gzipped FITS and CSV are read (expanded within ReadLimits.max_decompressed_mb); other content is not."""
     import gzip
 
+    from astroray.errors import InvalidInputError
+    from astroray.io.limits import gunzip_bounded, open_regular, read_file
+
     try:
-        with gzip.open(path, "rb") as fh:
-            inner = fh.read(_HEAD_BYTES)
-    except (OSError, EOFError) as exc:
+        with open_regular(path) as raw, gzip.open(raw, "rb") as fh:
+            inner = fh.read(_HEAD_BYTES)  # the head only: bounded whatever the stream expands to
+    except (OSError, EOFError, InvalidInputError) as exc:
         return FileFormat("unknown", "gzip", f"corrupt gzip stream ({type(exc).__name__})")
     container = sniff_container(inner)
     if container == "fits":
-        return _detect_fits(path)
+        try:
+            data = gunzip_bounded(read_file(path), name=str(path), what="gzip-compressed FITS")
+        except InvalidInputError as exc:
+            return FileFormat("unknown", "fits", exc.reason)
+        return _detect_fits(data, path)
     text = _as_text(inner) if container is None else None
     if text is not None and path.name.lower().endswith(".csv.gz"):
         found = _detect_csv(path, text)
@@ -197,8 +216,8 @@ def _detect_avro(fh: IO[bytes]) -> FileFormat:
 
     fh.seek(0)
     try:
-        schema = fastavro.reader(fh).writer_schema
-    except Exception as exc:  # noqa: BLE001 - a corrupt header raises many types
+        schema = fastavro.reader(fh).writer_schema  # the header only: no record is decoded here
+    except Exception as exc:  # noqa: BLE001 - a corrupt header raises many types (RecursionError too)
         return FileFormat("unknown", "avro", f"corrupt Avro header ({type(exc).__name__})")
     fields = {f.get("name") for f in schema.get("fields", [])} if isinstance(schema, dict) else set()
     name = str(schema.get("name", "")) if isinstance(schema, dict) else ""
@@ -213,11 +232,13 @@ def _detect_avro(fh: IO[bytes]) -> FileFormat:
     return FileFormat("metadata", "avro", f"Avro records of schema {name or '?'}")
 
 
-def _detect_parquet(path: Path) -> FileFormat:
+def _detect_parquet(fh: IO[bytes]) -> FileFormat:
     import pyarrow.parquet as pq
 
+    path = Path(fh.name)
+    fh.seek(0)
     try:
-        pfile = pq.ParquetFile(path)
+        pfile = pq.ParquetFile(fh)
         schema = pfile.schema_arrow
     except Exception as exc:  # noqa: BLE001
         return FileFormat("unknown", "parquet", f"corrupt Parquet footer ({type(exc).__name__})")
@@ -236,14 +257,14 @@ def _detect_parquet(path: Path) -> FileFormat:
 
     def magpsf_has_values() -> bool:
         col = next(n for n in names if n.lower() == "magpsf")
-        return pq.read_table(path, columns=[col]).column(0).null_count < pfile.metadata.num_rows
+        return pfile.read(columns=[col]).column(0).null_count < pfile.metadata.num_rows
 
     kind, fmt, detail = classify_columns(names, path.name, magpsf_has_values)
     return FileFormat(kind, f"{fmt}-parquet", detail)
 
 
 def _detect_csv(path: Path, text: str) -> FileFormat:
-    header = _first_line(text)
+    header = _first_line(text.removeprefix("\ufeff"))  # a UTF-8 byte-order mark is not part of the first name
     names = [c.strip().strip('"') for c in header.split(",")]
 
     def magpsf_has_values() -> bool:
@@ -257,44 +278,47 @@ def _detect_csv(path: Path, text: str) -> FileFormat:
     return FileFormat(kind, f"{fmt}-csv", detail)
 
 
-def _detect_fits(path: Path) -> FileFormat:
-    from astropy.io import fits
+def _detect_fits(data, path: Path) -> FileFormat:
+    """What a FITS file holds, from its header cards alone (walked from the bytes; no data is read)."""
+    from astroray.errors import InvalidInputError
+    from astroray.io.fits import walk_hdus
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # non-standard header cards do not change what the file is
-            return _fits_kind(path, fits)
-    except Exception as exc:  # noqa: BLE001
-        return FileFormat("unknown", "fits", f"unreadable FITS ({type(exc).__name__})")
-
-
-def _fits_kind(path: Path, fits) -> FileFormat:
-    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdus:
-        names = {str(h.header.get("EXTNAME", "")).upper() for h in hdus}
-        if {"IMAGE", "VARIANCE", "PSF"} <= names:  # astroray.io.fits.write_exposure's layout
-            return FileFormat("image", "exposure-fits", "IMAGE, VARIANCE, MASK, PSF HDUs")
-        for hdu in hdus:
-            if isinstance(hdu, fits.CompImageHDU):  # tile-compressed image (.fz), stored as a table
-                return FileFormat("image", "fits-image", "tile-compressed")
-            if isinstance(hdu, fits.BinTableHDU):
-                cols = {c.upper() for c in hdu.columns.names}
-                if {"SNID", "PTROBS_MIN", "PTROBS_MAX"} <= cols:
-                    return FileFormat("lightcurves", "snana-fits", "SNANA HEAD table (PHOT file beside it)")
-                if {"MJD", "FLUXCAL", "FLUXCALERR"} <= cols:
-                    return FileFormat("lightcurves", "snana-fits-phot", "SNANA PHOT table")
-                return FileFormat("metadata", "fits-table", "FITS binary table")
-            if hdu.header.get("NAXIS", 0) >= 2:
-                return FileFormat("image", "fits-image", f"{hdu.header.get('NAXIS1')}x{hdu.header.get('NAXIS2')}")
+        infos = walk_hdus(data, name=str(path))
+    except InvalidInputError as exc:
+        return FileFormat("unknown", "fits", exc.reason)
+    if {"IMAGE", "VARIANCE", "PSF"} <= {info.extname for info in infos}:  # astroray.io.fits.write_exposure's layout
+        return FileFormat("image", "exposure-fits", "IMAGE, VARIANCE, MASK, PSF HDUs")
+    for info in infos:
+        if info.is_compressed_image:  # tile-compressed image (.fz), stored as a table
+            return FileFormat("image", "fits-image", "tile-compressed")
+        if info.cards.get("XTENSION", "").strip().upper() in ("BINTABLE", "TABLE"):
+            n = int(info.cards.get("TFIELDS", "0") or 0) if str(info.cards.get("TFIELDS", "0")).isdigit() else 0
+            cols = {info.cards.get(f"TTYPE{i}", "").strip().upper() for i in range(1, n + 1)}
+            if {"SNID", "PTROBS_MIN", "PTROBS_MAX"} <= cols:
+                return FileFormat("lightcurves", "snana-fits", "SNANA HEAD table (PHOT file beside it)")
+            if {"MJD", "FLUXCAL", "FLUXCALERR"} <= cols:
+                return FileFormat("lightcurves", "snana-fits-phot", "SNANA PHOT table")
+            return FileFormat("metadata", "fits-table", "FITS binary table")
+        if len(info.axes) >= 2:
+            return FileFormat("image", "fits-image", f"{info.axes[0]}x{info.axes[1]}")
     return FileFormat("unknown", "fits", "FITS file without a table or image")
 
 
 def _detect_json(path: Path) -> FileFormat:
+    from astroray.errors import InvalidInputError
+    from astroray.io.limits import parse_json, read_file
+
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        if path.suffix.lower() == ".jsonl":
+        data = read_file(path)
+    except InvalidInputError as exc:
+        return FileFormat("unknown", "json", exc.reason)
+    try:
+        doc = parse_json(data, name=str(path))
+    except InvalidInputError as exc:
+        if path.suffix.lower() == ".jsonl" and "nested" not in exc.reason:
             return FileFormat("text", "jsonl")
-        return FileFormat("unknown", "json", f"invalid JSON ({type(exc).__name__})")
+        return FileFormat("unknown", "json", exc.reason)
     first = doc[0] if isinstance(doc, list) and doc else doc
     if isinstance(first, dict):
         if "diaSource" in first:

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from astroray.errors import InvalidAlertError, InvalidInputError
+from astroray.io._checks import check_photometry, check_points, number, sky_position
 from astroray.records import Alert, LightCurve, mag_to_flux, normalize_band
 
 __all__ = ["JD_TO_MJD", "ztf_packet_to_alert", "ztf_flux", "ztf_limit_flux_err", "is_positive_difference"]
@@ -90,7 +91,9 @@ def ztf_packet_to_alert(packet: Mapping[str, Any], *, source: str | None = None,
     Raises
     ------
     InvalidAlertError
-        A required field is missing or unusable.
+        A required field is missing or unusable: not a number, ``ra`` outside
+        0..360 or ``dec`` outside -90..90 (or NaN), ``magpsf`` not finite,
+        ``sigmapsf`` not positive, or the same in the history.
     """
     candidate = packet.get("candidate")
     object_id = packet.get("objectId")
@@ -109,8 +112,13 @@ def ztf_packet_to_alert(packet: Mapping[str, Any], *, source: str | None = None,
         band = normalize_band(fid)
     except InvalidInputError as exc:
         raise InvalidAlertError(exc.reason, source=where) from None
-    flux, flux_err = ztf_flux(candidate["magpsf"], candidate["sigmapsf"], candidate.get("isdiffpos"))
-    scores = {k: float(candidate[k]) for k in ("rb", "drb") if candidate.get(k) is not None}
+    ra, dec = sky_position(ra, dec, source=where)
+    jd = number(jd, "jd", source=where)
+    magpsf, sigmapsf = _magnitude(candidate["magpsf"], candidate["sigmapsf"], "candidate", where)
+    flux, flux_err = check_photometry(*ztf_flux(magpsf, sigmapsf, candidate.get("isdiffpos")),
+                                      what=f"candidate {candid} (magpsf {magpsf:g})", source=where)
+    scores = {k: number(candidate[k], k, source=where, finite=False) for k in ("rb", "drb")
+              if candidate.get(k) is not None}
     meta = {"format": fmt, "schemavsn": packet.get("schemavsn")}
     meta.update({k: _plain(candidate[k]) for k in _META_FIELDS if candidate.get(k) is not None})
     if extra:
@@ -125,19 +133,28 @@ def ztf_packet_to_alert(packet: Mapping[str, Any], *, source: str | None = None,
 
                 stamps[attr] = decode_cutout(data, source=where, label=field)
     return Alert(
-        alert_id=str(candid), object_id=str(object_id), survey="ztf", mjd=float(jd) - JD_TO_MJD,
-        ra=float(ra), dec=float(dec), band=band, flux=flux, flux_err=flux_err,
+        alert_id=str(candid), object_id=str(object_id), survey="ztf", mjd=jd - JD_TO_MJD,
+        ra=ra, dec=dec, band=band, flux=flux, flux_err=flux_err,
         history=ztf_history(str(object_id), packet.get("prv_candidates") or [], source=where,
-                            fp_hists=packet.get("fp_hists") or [], current=(float(jd), int(fid))),
+                            fp_hists=packet.get("fp_hists") or [], current=(jd, band)),
         scores=scores, meta=meta, **stamps)
 
 
+def _magnitude(mag, sig, what: str, where) -> tuple[float, float]:
+    """A PSF magnitude and its error, checked: a finite magnitude, a finite positive error."""
+    mag = number(mag, f"{what} magpsf", source=where)
+    sig = number(sig, f"{what} sigmapsf", source=where)
+    if not sig > 0:
+        raise InvalidAlertError(f"{what} sigmapsf = {sig:g}: a magnitude error must be positive", source=where)
+    return mag, sig
+
+
 def ztf_history(object_id: str, prv_candidates, *, source: str | None = None, fp_hists=(),
-                current: tuple[float, int] | None = None) -> LightCurve:
+                current: tuple[float, int | str] | None = None) -> LightCurve:
     """Previous detections (``candid`` set), upper limits (``candid`` null) and forced photometry as one light curve.
 
-    ``current`` is the alert's own (jd, fid): forced photometry at that epoch,
-    or at a previous detection's, repeats a detection and is dropped.
+    ``current`` is the alert's own (jd, fid or band): forced photometry at that
+    epoch, or at a previous detection's, repeats a detection and is dropped.
     """
     lc = _prv_history(object_id, prv_candidates, source)
     forced = _forced_points(fp_hists, source)
@@ -169,12 +186,19 @@ def _forced_points(fp_hists, source) -> list[tuple[float, str, float, float]]:
             raise InvalidAlertError(f"fp_hists[{i}] lacks jd or fid", source=source)
         if flux is None or unc is None or zp is None or flux == _FP_MISSING or unc == _FP_MISSING:
             continue
+        flux, unc, zp = (number(v, f"fp_hists[{i}].{k}", source=source, finite=False)
+                         for v, k in ((flux, "forcediffimflux"), (unc, "forcediffimfluxunc"), (zp, "magzpsci")))
+        if math.isnan(flux) or math.isnan(unc) or math.isnan(zp):
+            continue  # not measured
+        if math.isinf(flux) or math.isinf(zp) or not 0 < unc < math.inf:
+            raise InvalidAlertError(f"fp_hists[{i}]: forced photometry {flux:g} +- {unc:g} at zero point {zp:g} "
+                                    "is not usable (infinite, or an error that is not positive)", source=source)
         scale = 10.0 ** (-0.4 * (zp - 31.4))  # DN at zero point zp to nJy
         try:
             band = normalize_band(fp["fid"])
         except InvalidInputError as exc:
             raise InvalidAlertError(f"fp_hists[{i}]: {exc.reason}", source=source) from None
-        out.append((float(fp["jd"]), band, float(flux) * scale, float(unc) * scale))
+        out.append((number(fp["jd"], f"fp_hists[{i}].jd", source=source), band, flux * scale, unc * scale))
     return out
 
 
@@ -187,21 +211,23 @@ def _prv_history(object_id: str, prv_candidates, source) -> LightCurve:
     for i, p in enumerate(prv_candidates):
         if p.get("jd") is None or p.get("fid") is None:
             raise InvalidAlertError(f"prv_candidates[{i}] lacks jd or fid", source=source)
-        jd[i] = p["jd"]
+        jd[i] = number(p["jd"], f"prv_candidates[{i}].jd", source=source)
         try:
             band[i] = normalize_band(p["fid"])
         except InvalidInputError as exc:
             raise InvalidAlertError(f"prv_candidates[{i}]: {exc.reason}", source=source) from None
         if p.get("candid") is not None and p.get("magpsf") is not None and p.get("sigmapsf") is not None:
-            mag[i], sig[i], detected[i] = p["magpsf"], p["sigmapsf"], True
+            mag[i], sig[i] = _magnitude(p["magpsf"], p["sigmapsf"], f"prv_candidates[{i}]", source)
+            detected[i] = True
             negative[i] = not is_positive_difference(p.get("isdiffpos"))
         elif p.get("diffmaglim") is not None:
-            lim[i] = p["diffmaglim"]
+            lim[i] = number(p["diffmaglim"], f"prv_candidates[{i}].diffmaglim", source=source)
     # One vectorised conversion: detections from magpsf (signed), limits from diffmaglim.
     flux, err = mag_to_flux(mag, sig)
     flux = np.where(negative, -flux, flux)
     err = np.where(detected, err, mag_to_flux(lim) / 5.0)
     flux = np.where(detected, flux, np.nan)
+    check_points(flux, err, detected, what="prv_candidates", source=source)
     return LightCurve(object_id, jd - JD_TO_MJD, band.astype(str), flux, err, detected, survey="ztf")
 
 

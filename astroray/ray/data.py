@@ -7,7 +7,6 @@ rows with ``error`` set, so a job can quarantine them and account for every inpu
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Iterator
@@ -46,10 +45,9 @@ class FitsExposureDatasource(FileBasedDatasource):
         super().__init__(paths, **kwargs)
 
     def _read_stream(self, f, path: str) -> Iterator:
-        data = f.readall()
         builder = DelegatingBlockBuilder()
         try:
-            row = read_exposure(data, name=path).to_row()
+            row = read_exposure(_read_bounded(f, path), name=path).to_row()
             row.update(path=path, error=None)
         except InvalidInputError as exc:
             empty = np.zeros((0, 0), np.float32)
@@ -81,9 +79,8 @@ class AlertFileDatasource(FileBasedDatasource):
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
         from astroray.io import read_alerts
 
-        data = f.readall()
         try:
-            table = alerts_to_table(read_alerts(data, name=path))
+            table = alerts_to_table(read_alerts(_read_bounded(f, path), name=path))
             table = table.append_column("path", pa.array([path] * len(table), pa.string()))
             table = table.append_column("error", pa.nulls(len(table), pa.string()))
         except InvalidInputError as exc:
@@ -92,6 +89,18 @@ class AlertFileDatasource(FileBasedDatasource):
             table = table.set_column(table.schema.get_field_index("path"), "path", pa.array([path]))
             table = table.set_column(table.schema.get_field_index("error"), "error", pa.array([str(exc)]))
         yield table
+
+
+def _read_bounded(f, path: str) -> bytes:
+    """A datasource file's bytes, refused past ``ReadLimits.max_file_mb`` (read one byte beyond, never whole)."""
+    from astroray.io.limits import current_limits
+
+    limit = current_limits().max_file_bytes
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInputError(f"file is larger than the limit of {limit / 2**20:.0f} MB (ReadLimits.max_file_mb, "
+                                "$ASTRORAY_MAX_FILE_MB)", source=path)
+    return bytes(data)
 
 
 def read_fits_exposures(paths, **kwargs):
@@ -134,13 +143,18 @@ class PairProcessor:
         Also write each difference image D as ``output_dir/difference/<pair_id>.fits``.
     """
 
-    def __init__(self, pipeline_config: dict, output_dir: str, write_difference: bool = True):
+    def __init__(self, pipeline_config: dict, output_dir: str, write_difference: bool = True,
+                 read_limits: dict | None = None):
         from astroray.config import config_from_dict
         from astroray.imaging.pipeline import ImagePipeline, ImagePipelineConfig
+        from astroray.io.limits import ReadLimits, current_limits
+        from astroray.io.outputs import OutputFolder
 
         self.pipeline = ImagePipeline(config_from_dict(ImagePipelineConfig, pipeline_config))
         self.output_dir = Path(output_dir)
+        self.outputs = OutputFolder(self.output_dir)  # every write stays inside output_dir (no link followed)
         self.write_difference = write_difference
+        self.read_limits = ReadLimits.model_validate(read_limits) if read_limits else current_limits()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pd.DataFrame:
         rows = [self._one(str(p), str(r), str(s)) for p, r, s in
@@ -151,10 +165,13 @@ class PairProcessor:
         import pyarrow.parquet as pq
 
         from astroray.imaging.pipeline import catalog_to_table
+        from astroray.io.limits import using_limits
 
         t0 = time.perf_counter()
         try:
-            result = self.pipeline.run(read_exposure(reference_path), read_exposure(science_path))
+            with using_limits(self.read_limits):  # inputs: regular files, size and gzip expansion bounded
+                reference, science = read_exposure(reference_path), read_exposure(science_path)
+            result = self.pipeline.run(reference, science)
         except InvalidInputError as exc:
             return dict(pair_id=pair_id, status="quarantined", reason=str(exc), n_detections=0, n_alerts=0,
                         n_streaks=0, ms=(time.perf_counter() - t0) * 1e3, stage_ms="{}")
@@ -166,18 +183,15 @@ class PairProcessor:
             return dict(pair_id=pair_id, status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
                         n_detections=0, n_alerts=0, n_streaks=0, ms=(time.perf_counter() - t0) * 1e3,
                         stage_ms="{}")
+        # Unique temporaries created in the target folder, no link followed, renamed atomically (OutputFolder).
         if self.write_difference:
-            from astroray.io.fits import write_image
+            from astroray.io.fits import image_to_bytes
 
-            write_image(result.difference.difference, self.output_dir / "difference" / f"{pair_id}.fits",
-                        overwrite=True)
+            data = image_to_bytes(result.difference.difference)
+            self.outputs.write("difference", f"{pair_id}.fits", lambda fh: fh.write(data))
         for name, table in (("alerts", alerts_to_table(result.alerts)),
                             ("catalog", catalog_to_table(result.catalog, pair_id=pair_id))):
-            folder = self.output_dir / name
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{pair_id}.parquet.tmp"
-            pq.write_table(table, tmp)
-            os.replace(tmp, folder / f"{pair_id}.parquet")  # readers never see half a file
+            self.outputs.write(name, f"{pair_id}.parquet", lambda fh, table=table: pq.write_table(table, fh))
         return dict(pair_id=pair_id, status="ok", reason="", n_detections=len(result.catalog),
                     n_alerts=len(result.alerts), n_streaks=len(result.streaks), ms=(time.perf_counter() - t0) * 1e3,
                     stage_ms=json.dumps({k: round(float(v), 1) for k, v in result.timings_ms.items()}))

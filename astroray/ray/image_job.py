@@ -3,9 +3,18 @@
 Shared by the demo and ``jobs/difference.py``.  Inputs are a manifest of
 (pair_id, reference_path, science_path); outputs are Parquet part files per
 pair, a manifest with every input's status, and a quarantine table.
+
+The outputs under the output folder are exactly the current run's: the job's
+own files from an earlier run there (``alerts/``, ``catalog/``,
+``difference/``, ``manifest.parquet``, ``quarantine.parquet``) are removed
+before the run, and the parts of a pair that did not end ``ok`` are removed
+after it, so what is on disk always matches ``manifest.parquet``.  A pair whose
+science exposure another pair already covers (the same file, e.g. through a
+link, or the same exposure id) is quarantined, so alert ids stay unique.
 """
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -16,8 +25,13 @@ from pydantic import Field
 from astroray.config import AstrorayConfig
 from astroray.errors import InvalidInputError
 from astroray.imaging.pipeline import ImagePipelineConfig
+from astroray.io.limits import ReadLimits
 
-__all__ = ["DifferenceJobConfig", "pairs_in_folder", "run_pairs"]
+__all__ = ["DifferenceJobConfig", "pairs_in_folder", "run_pairs", "check_output_folder", "OUTPUT_FOLDERS"]
+
+OUTPUT_FOLDERS = {"alerts": ".parquet", "catalog": ".parquet", "difference": ".fits"}
+"""The job's part-file folders under ``--out`` and the suffix of the parts in each."""
+_OUTPUT_FILES = ("manifest.parquet", "quarantine.parquet")
 
 
 class DifferenceJobConfig(AstrorayConfig):
@@ -31,6 +45,8 @@ class DifferenceJobConfig(AstrorayConfig):
     actor_restarts: int | None = Field(default=None, ge=-1)
     """``max_restarts`` of the pipeline actors: None restarts them (and retries their pairs) on a cluster,
     where a node can be lost, and not on a local Ray started by the job; -1 is unlimited."""
+    read_limits: ReadLimits = Field(default_factory=ReadLimits.from_env)
+    """Bounds on reading each input FITS file (size, gzip expansion); default from ``ASTRORAY_MAX_*``."""
 
 
 _PAIR_NAME = re.compile(r"^(?P<pair>.+?)[_.-](?P<role>reference|ref|template|science|sci|new)\.fits?$", re.I)
@@ -58,43 +74,166 @@ def pairs_in_folder(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame(list(found.values()))
 
 
+def check_output_folder(out: str | Path, *, overwrite: bool) -> Path:
+    """``out`` if the job may write there: missing, empty, or ``overwrite`` given.
+
+    Raises
+    ------
+    InvalidInputError
+        ``out`` is not a folder, or holds anything and ``overwrite`` is False.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError("--out exists and is not a folder", source=str(out))
+    if out.is_dir() and not overwrite and any(out.iterdir()):
+        raise InvalidInputError(
+            "--out is not empty (an earlier run's outputs?): pass --overwrite to replace the job's outputs there "
+            "(alerts/, catalog/, difference/, manifest.parquet, quarantine.parquet; nothing else is touched), "
+            "or choose an empty folder", source=str(out))
+    return out
+
+
+def _clear_outputs(outputs) -> None:
+    """Remove what an earlier run of the job left (its part files, temporaries and tables), nothing else."""
+    for name in _OUTPUT_FILES:
+        outputs.remove(None, name)
+    for folder, suffix in OUTPUT_FOLDERS.items():
+        for name in outputs.names(folder):
+            if name.endswith(suffix) or (name.startswith(".") and name.endswith(".tmp")):
+                outputs.remove(folder, name)
+
+
+def _file_identity(path: str):
+    try:
+        st = os.stat(path)  # follows links: a link and its target are one file
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _science_exposure_id(path: str) -> str | None:
+    """The exposure id read_exposure would give the science file (EXPID, else the file stem), from its header."""
+    from astroray.io.fits import walk_hdus
+    from astroray.io.limits import open_regular
+
+    try:
+        with open_regular(path) as fh:
+            cards = walk_hdus(fh, name=path)[0].cards
+    except (InvalidInputError, OSError):
+        return None  # unreadable: the pipeline actor quarantines it with the reason
+    return cards.get("EXPID") or Path(path).stem
+
+
+def _duplicate_pairs(manifest: pd.DataFrame) -> dict[str, str]:
+    """pair_id -> reason for pairs that repeat an earlier pair's science exposure, or whose id is not a file name."""
+    from astroray.io.outputs import check_file_name
+
+    reasons: dict[str, str] = {}
+    files: dict[tuple, str] = {}
+    exposures: dict[str, str] = {}
+    for row in manifest.sort_values("pair_id", kind="stable").itertuples():
+        pair, ref, sci = str(row.pair_id), str(row.reference_path), str(row.science_path)
+        try:
+            check_file_name(pair, what="pair id")
+        except InvalidInputError as exc:
+            reasons[pair] = f"{exc.reason}: its outputs could not be written inside --out"
+            continue
+        sci_id, ref_id = _file_identity(sci), _file_identity(ref)
+        if sci_id is None:
+            continue  # missing: quarantined by the actor with its own reason
+        if sci_id == ref_id:
+            reasons[pair] = "reference and science are the same file"
+        elif sci_id in files:
+            reasons[pair] = (f"science file {sci} is the same file as pair {files[sci_id]}'s (a link or a copy "
+                             "under another name): processed once, there, so alert ids stay unique")
+        else:
+            exposure = _science_exposure_id(sci)
+            if exposure is not None and exposure in exposures:
+                reasons[pair] = (f"science exposure id {exposure!r} is also pair {exposures[exposure]}'s: "
+                                 "its alert ids would repeat; processed once, there")
+            elif exposure is not None:
+                exposures[exposure] = pair
+        files.setdefault(sci_id, pair)
+    return reasons
+
+
 def run_pairs(manifest: pd.DataFrame, out: Path, cfg: DifferenceJobConfig, *, progress: bool = True) -> pd.DataFrame:
     """Process every pair of ``manifest`` on Ray; write ``manifest.parquet`` and ``quarantine.parquet`` under ``out``.
 
-    Returns the manifest with ``status`` (ok | quarantined), ``reason``,
+    The job's outputs of an earlier run under ``out`` are replaced (see the
+    module docstring; ``jobs/difference.py`` refuses a non-empty ``--out``
+    without ``--overwrite`` before calling this).  Every write goes through
+    :class:`~astroray.io.outputs.OutputFolder`: unique temporaries, no link
+    followed, atomic renames.
+
+    Returns the manifest with ``status`` (ok | quarantined | failed), ``reason``,
     ``n_detections``, ``n_alerts``, ``n_streaks`` (satellite streaks found) and ``ms`` per pair.
     """
     from tqdm.auto import tqdm
 
-    from astroray.ray.data import PairProcessor
+    from astroray.io.outputs import OutputFolder
+    from astroray.ray.data import PAIR_STATUS_COLUMNS, PairProcessor
     from astroray.ray.runtime import actor_restarts, ensure_ray, quiet_ray_data_progress
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ray = ensure_ray()  # joins the cluster under `ray job submit`
-    quiet_ray_data_progress()  # one bar of our own, counting pairs
-    items = manifest[["pair_id", "reference_path", "science_path"]].to_dict("records")
-    with warnings.catch_warnings():
-        # max_restarts has no named parameter in Ray 2.60 and its **kwargs route is deprecated for 2.64
-        # (Ray is pinned below 2.61: revisit on upgrade)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ds = ray.data.from_items(items).map_batches(
-            PairProcessor,
-            fn_constructor_kwargs=dict(pipeline_config=cfg.pipeline.model_dump(mode="json"), output_dir=str(out),
-                                       write_difference=cfg.write_difference),
-            batch_size=1,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=min(cfg.num_actors, len(items))),
-            num_gpus=cfg.num_gpus_per_actor or None,
-            max_restarts=actor_restarts(cfg.actor_restarts),
-        )
-    rows = []
-    with tqdm(total=len(items), desc="difference + detect", unit="pair", disable=not progress) as bar:
-        for row in ds.iter_rows():
-            rows.append(row)
-            bar.update(1)
-    status = manifest.merge(pd.DataFrame(rows), on="pair_id", how="left").sort_values("pair_id", ignore_index=True)
+    outputs = OutputFolder(out)
+    _clear_outputs(outputs)
+    for folder in OUTPUT_FOLDERS:
+        outputs.ensure(folder)  # made now, and a planted link in their place refused before any work
+    duplicates = _duplicate_pairs(manifest)
+    todo = manifest[~manifest["pair_id"].astype(str).isin(duplicates)]
+    items = todo[["pair_id", "reference_path", "science_path"]].to_dict("records")
+    rows = [dict(pair_id=pair, status="quarantined", reason=reason, n_detections=0, n_alerts=0, n_streaks=0,
+                 ms=0.0, stage_ms="{}") for pair, reason in duplicates.items()]
+    if items:
+        ray = ensure_ray()  # joins the cluster under `ray job submit`
+        quiet_ray_data_progress()  # one bar of our own, counting pairs
+        with warnings.catch_warnings():
+            # max_restarts has no named parameter in Ray 2.60 and its **kwargs route is deprecated for 2.64
+            # (Ray is pinned below 2.61: revisit on upgrade)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ray.data.from_items(items).map_batches(
+                PairProcessor,
+                fn_constructor_kwargs=dict(pipeline_config=cfg.pipeline.model_dump(mode="json"),
+                                           output_dir=str(outputs.path), write_difference=cfg.write_difference,
+                                           read_limits=cfg.read_limits.model_dump(mode="json")),
+                batch_size=1,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=min(cfg.num_actors, len(items))),
+                num_gpus=cfg.num_gpus_per_actor or None,
+                max_restarts=actor_restarts(cfg.actor_restarts),
+            )
+        with tqdm(total=len(items), desc="difference + detect", unit="pair", disable=not progress) as bar:
+            for row in ds.iter_rows():
+                rows.append(row)
+                bar.update(1)
+    found = pd.DataFrame(rows, columns=list(PAIR_STATUS_COLUMNS))
+    status = manifest.merge(found, on="pair_id", how="left").sort_values("pair_id", ignore_index=True)
     status["status"] = status["status"].fillna("lost")  # never expected; kept so nothing vanishes silently
-    status.to_parquet(out / "manifest.parquet", index=False)
-    status[status["status"] != "ok"].to_parquet(out / "quarantine.parquet", index=False)
+    # Only pairs that ended ok keep outputs (a pair that failed half-way may have written a part).
+    for pair in status.loc[status["status"] != "ok", "pair_id"].astype(str):
+        if _plain_name(pair):  # a pair id that is no file name wrote nothing
+            for folder, suffix in OUTPUT_FOLDERS.items():
+                outputs.remove(folder, pair + suffix)
+    _write_table(outputs, "manifest.parquet", status)
+    _write_table(outputs, "quarantine.parquet", status[status["status"] != "ok"])
+    outputs.close()
     return status
+
+
+def _plain_name(name: str) -> bool:
+    from astroray.io.outputs import check_file_name
+
+    try:
+        check_file_name(name)
+    except InvalidInputError:
+        return False
+    return True
+
+
+def _write_table(outputs, name: str, frame: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    outputs.write(None, name, lambda fh: pq.write_table(table, fh))

@@ -334,6 +334,9 @@ def test_ztf_packet_missing_fields_and_broken_cutout(shared_data):
     with pytest.raises(InvalidAlertError, match="ZTF17aaajnnn: candidate .* lacks magpsf"):
         alerts_from_records([no_mag], name="pkt")
     broken = dict(packet, cutoutScience={"fileName": "x", "stampData": b"\x1f\x8b" + bytes(40)})
+    with pytest.raises(InvalidAlertError, match="cutoutScience is not a valid gzip stream"):
+        alerts_from_records([broken], name="pkt")
+    broken = dict(packet, cutoutScience={"fileName": "x", "stampData": b"SIMPLE  =" + bytes(40)})
     with pytest.raises(InvalidAlertError, match="cutoutScience is not a readable FITS image"):
         alerts_from_records([broken], name="pkt")
 

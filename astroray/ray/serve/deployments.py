@@ -8,6 +8,7 @@ from ray import serve
 from astroray.config import config_from_dict
 from astroray.imaging.pipeline import ImagePipeline, ImagePipelineConfig
 from astroray.io.fits import read_exposure
+from astroray.io.limits import ReadLimits
 from astroray.ray.serve.http import user_errors_as_values
 
 __all__ = ["DifferencerDeployment"]
@@ -22,15 +23,17 @@ def _finite(v):
 class DifferencerDeployment:
     """Background, difference, detection and scoring of one exposure pair (GPU when configured)."""
 
-    def __init__(self, pipeline_config: dict):
+    def __init__(self, pipeline_config: dict, read_limits: dict | None = None):
         self.pipeline = ImagePipeline(config_from_dict(ImagePipelineConfig, pipeline_config, source="serve args"))
+        # Bounds on reading the uploaded FITS (gzip expansion, size); the header is checked before any data is read.
+        self.read_limits = ReadLimits.model_validate(read_limits) if read_limits else ReadLimits.from_env()
 
     @user_errors_as_values
     def difference(self, reference_fits: bytes, science_fits: bytes, *, return_difference: bool = False,
                    max_detections: int = 1000) -> dict:
         """Run the pair; bad input comes back as a :class:`~astroray.ray.serve.http.UserError` (a 4xx at the ingress)."""
-        ref = read_exposure(reference_fits, name="reference")
-        sci = read_exposure(science_fits, name="science")
+        ref = read_exposure(reference_fits, name="reference", limits=self.read_limits)
+        sci = read_exposure(science_fits, name="science", limits=self.read_limits)
         result = self.pipeline.run(ref, sci)
         cat = result.catalog
         detections = []
