@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a file or folder")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-file-mb", type=float, metavar="MB",
+                   help="refuse larger files unread (default $ASTRORAY_MAX_FILE_MB or 1024)")
+    p.add_argument("--max-decompressed-mb", type=float, metavar="MB",
+                   help="refuse compressed content expanding beyond this (default $ASTRORAY_MAX_DECOMPRESSED_MB or 512)")
     p.set_defaults(func=_cmd_io_check)
 
     p = _add(sub, "serve", "serve the HTTP API (a Ray Serve config) until interrupted", """
@@ -130,7 +134,14 @@ def _cmd_demo(args) -> int:
 def _cmd_io_check(args) -> int:
     from astroray.io.check import check_path
 
-    report = check_path(args.path, progress=not args.no_progress)
+    from astroray.io.limits import ReadLimits
+
+    limits = ReadLimits.from_env()
+    changes = {k: v for k, v in (("max_file_mb", args.max_file_mb),
+                                 ("max_decompressed_mb", args.max_decompressed_mb)) if v is not None}
+    if changes:
+        limits = limits.with_updates(**changes)
+    report = check_path(args.path, progress=not args.no_progress, limits=limits)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:

@@ -64,11 +64,20 @@ class Ingress:
         return DifferenceResponse(**raise_for_user_error(out, route=route))
 
 
+def _serve_limits(args: ServeAppConfig):
+    from astroray.io.limits import ReadLimits
+
+    if args.read_limits is not None:
+        return args.read_limits
+    bound = 4 * args.max_request_mb
+    return ReadLimits(max_file_mb=bound, max_decompressed_mb=bound)
+
+
 def build_app(args: ServeAppConfig) -> serve.Application:
     """Compose the deployments behind the ingress (``import_path`` of ``configs/serve.yaml``)."""
     if isinstance(args, dict):  # `serve.run(build_app({...}))` from Python
         args = ServeAppConfig.model_validate(args)
     differencer = DifferencerDeployment.options(
         ray_actor_options={"num_gpus": args.differencer_num_gpus} if args.differencer_num_gpus else {}
-    ).bind(args.pipeline.model_dump(mode="json"))
+    ).bind(args.pipeline.model_dump(mode="json"), read_limits=_serve_limits(args).model_dump(mode="json"))
     return Ingress.bind(differencer, max_request_mb=args.max_request_mb, request_timeout_s=args.request_timeout_s)

@@ -5,6 +5,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from astroray.config import AstrorayConfig
 from astroray.imaging.pipeline import ImagePipelineConfig
+from astroray.io.limits import ReadLimits
 
 __all__ = ["ServeAppConfig", "DifferenceRequest", "Detection", "DifferenceResponse", "Health"]
 
@@ -17,6 +18,9 @@ class ServeAppConfig(AstrorayConfig):
     """Larger request bodies get HTTP 413 (a 4k x 4k float32 exposure is ~200 MB with its planes)."""
     request_timeout_s: float = Field(default=30.0, gt=0)
     """A request body that has not arrived whole in this time gets HTTP 408."""
+    read_limits: ReadLimits | None = None
+    """Bounds on decoding the FITS in a request (default: 4 x max_request_mb for files and decompressed content,
+    so a gzip bomb costs at most that much memory while it is refused)."""
     differencer_num_gpus: float = Field(default=0.0, ge=0)
     """GPU share of each differencer replica (set > 0 with ``pipeline.device: gpu``)."""
 
