@@ -2,7 +2,12 @@
 
 Both epochs are on one pixel grid, as after a pipeline has warped the template
 onto the science frame; what is left is a residual sub-pixel misregistration of
-the science epoch (also written into its WCS as a CRVAL shift).
+the science epoch (also written into its WCS as a CRVAL shift).  With
+``reference_grid`` (a :class:`ReferenceGridConfig`) the reference is rendered
+instead on its own grid -- shifted, rotated and scaled against the science
+grid by a known transform, with the matching WCS -- so registration can be
+checked against truth; the science epoch and the truth stay byte for byte what
+they are on one grid.
 
 Units and conventions
 ---------------------
@@ -54,6 +59,7 @@ from . import _render
 __all__ = [
     "EpochConfig",
     "ChangeConfig",
+    "ReferenceGridConfig",
     "ImagePairConfig",
     "ImagePair",
     "CHANGE_KINDS",
@@ -148,6 +154,45 @@ class ChangeConfig(AstrorayConfig):
     dipole: float = Field(5.0, ge=0)
 
 
+class ReferenceGridConfig(AstrorayConfig):
+    """The reference epoch's own pixel grid, against the science epoch's.
+
+    A sky position at science-frame pixel ``p`` (before the science epoch's
+    small ``misregistration``) lands on reference pixel
+    ``q = scale * R(rotation) (p - c) + c + shift``, with ``c`` the frame
+    centre and ``R`` a counter-clockwise rotation in the (x, y) pixel plane.
+    The reference's pixels are ``1 / scale`` times the science's (the seeing in
+    its pixels and its sky per pixel follow), and its WCS says so exactly.
+
+    Parameters
+    ----------
+    shift : (float, float)
+        ``(dx, dy)`` in reference pixels.
+    rotation : float
+        Degrees.
+    scale : float
+        Reference pixels per science pixel.
+    """
+
+    shift: tuple[float, float] = (0.0, 0.0)
+    rotation: float = Field(0.0, ge=-10.0, le=10.0)
+    scale: float = Field(1.0, ge=0.9, le=1.1)
+
+    def matrix(self) -> np.ndarray:
+        """``scale * R(rotation)`` acting on ``(x, y)`` column vectors."""
+        t = math.radians(self.rotation)
+        return self.scale * np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+
+    def to_reference(self, x, y, shape) -> tuple[np.ndarray, np.ndarray]:
+        """Reference-grid pixel positions of science-grid positions ``(x, y)`` (no misregistration)."""
+        h, w = shape
+        cx, cy = 0.5 * (w - 1), 0.5 * (h - 1)
+        m = self.matrix()
+        dx, dy = np.asarray(x, np.float64) - cx, np.asarray(y, np.float64) - cy
+        return (m[0, 0] * dx + m[0, 1] * dy + cx + self.shift[0],
+                m[1, 0] * dx + m[1, 1] * dy + cy + self.shift[1])
+
+
 class ImagePairConfig(AstrorayConfig):
     """A simulated reference/science pair on one CCD.
 
@@ -185,6 +230,10 @@ class ImagePairConfig(AstrorayConfig):
         Fraction of cosmic rays, hot pixels and bad columns flagged in the
         mask (CR or BAD bits), as a pipeline's detection would; the rest are
         unmasked bogus.  Saturation is always flagged (SAT).
+    reference_grid : ReferenceGridConfig or None
+        Render the reference on its own, transformed pixel grid (None: on
+        the science grid).  The science epoch and the truth are the same as
+        without it.
     """
 
     shape: tuple[int, int] = (1024, 1024)
@@ -207,6 +256,7 @@ class ImagePairConfig(AstrorayConfig):
     snr_range: tuple[float, float] = (3.0, 100.0)
     changes: ChangeConfig = ChangeConfig()
     artifact_mask_fraction: float = Field(1.0, ge=0.0, le=1.0)
+    reference_grid: ReferenceGridConfig | None = None
 
     @field_validator("reference", "science", mode="before")
     @classmethod
@@ -565,6 +615,8 @@ def _simulate_pair(config: ImagePairConfig, seed: int, index: int) -> ImagePair:
     sim.add_hot_pixels()
     sim.add_bad_columns()
     sim.saturate()
+    if config.reference_grid is not None:
+        sim.render_reference_on_grid()
     return sim.assemble()
 
 
@@ -795,6 +847,8 @@ class _PairSimulation:
                 half = 0.5 * length[k]
                 _render.add_line(image, mask, np.uint32(MaskBits.CR if masked[k] else 0), cx[k] - half * ca,
                                  cy[k] - half * sa, cx[k] + half * ca, cy[k] + half * sa, float(flux[k]))
+            if epoch_name == "reference":  # kept to paint them again on a transformed reference grid
+                self.reference_cosmic_rays = (cx, cy, length, angle, flux, masked)
             if epoch_name == "science":
                 self.rows.append(_rows("cosmic_ray", cx, cy, 0.0, flux, masked=masked, length=length, angle=angle,
                                        epoch="science"))
@@ -856,6 +910,69 @@ class _PairSimulation:
             self.rows.append(_rows("saturated_residual", star_x[saturated] + self.offset[0],
                                    star_y[saturated] + self.offset[1], f_ref, self.flux_scale * f_ref))
 
+    # ---- the reference on its own grid (ReferenceGridConfig)
+    def render_reference_on_grid(self):
+        """The reference again, on its own grid (:class:`ReferenceGridConfig`): same sky, other pixels.
+
+        Everything static the reference shows -- sky, stars, galaxies (their
+        Sersic profiles turned and scaled with the grid), dipoles' stars,
+        variable stars' reference flux -- is painted at its transformed position
+        with the reference epoch seen through the grid's pixel scale; then noise
+        (an eighth random stream, so the seven the pair already drew stay as
+        they were), the reference's cosmic rays at their transformed places, and
+        saturation.  The one-grid reference stays what the truth's S/N is computed
+        with.  Light from beyond the science frame is not simulated: the part of
+        the reference grid outside it is empty sky.
+        """
+        config, grid = self.config, self.config.reference_grid
+        shape = config.shape
+        grid_config = config.model_copy(update={"pixel_scale": config.pixel_scale / grid.scale})
+        epoch = _make_epoch(config.reference, grid_config, (0.0, 0.0))
+        threshold = 0.02 * math.sqrt(epoch.sky_level / config.gain + self.read_var)
+
+        def to_grid(x, y):
+            return grid.to_reference(x, y, shape)
+
+        model = _sky(epoch, shape)
+        sx, sy = to_grid(self.star_x, self.star_y)
+        _paint_points(model, epoch, sx, sy, epoch.counts(self.star_mag), threshold)
+        gal = dict(self.gal)
+        gal["x"], gal["y"] = to_grid(self.gal["x"], self.gal["y"])
+        gal["re"] = self.gal["re"] * grid.scale
+        gal["angle"] = self.gal["angle"] + math.radians(grid.rotation)
+        _paint_galaxies([model], (epoch,), gal, shape)
+        dx, dy = to_grid(self.dip_x, self.dip_y)
+        _paint_points(model, epoch, dx, dy, epoch.counts(self.dip_mag), threshold)
+        for block in self.rows:
+            if len(block["kind"]) and block["kind"][0] == "variable_star":
+                vx, vy = to_grid(block["x"] - self.offset[0], block["y"] - self.offset[1])
+                _paint_points(model, epoch, vx, vy, block["flux_reference"], threshold)
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.index, 7)))
+        image = rng.standard_normal(size=shape, dtype=np.float32)
+        variance = np.empty(shape, np.float32)
+        _render.apply_noise(model, image, 1.0 / config.gain, self.read_var, variance)
+        mask = np.zeros(shape, np.uint32)
+        crs = getattr(self, "reference_cosmic_rays", None)
+        if crs is not None:
+            cx, cy, length, angle, flux, masked = crs
+            gx, gy = to_grid(cx, cy)
+            for k in range(len(cx)):
+                a = math.radians(angle[k] + grid.rotation)
+                half = 0.5 * length[k] * grid.scale
+                _render.add_line(image, mask, np.uint32(MaskBits.CR if masked[k] else 0), gx[k] - half * math.cos(a),
+                                 gy[k] - half * math.sin(a), gx[k] + half * math.cos(a), gy[k] + half * math.sin(a),
+                                 float(flux[k]))
+        sat = np.float32(config.saturation)
+        columns = np.nonzero((image >= sat).any(axis=0))[0].astype(np.int64)
+        if len(columns):
+            _render.saturate_and_bleed(image, mask, columns, sat, np.uint32(MaskBits.SAT))
+        # the grid's WCS: q = M (p - c) + c + shift, so CD_q = CD_p M^-1 and CRPIX_q = c + shift (1-based: + 1)
+        wcs = _wcs(config, self.center, (0.0, 0.0))
+        wcs.wcs.cd = wcs.wcs.cd @ np.linalg.inv(grid.matrix())
+        wcs.wcs.crpix = [wcs.wcs.crpix[0] + grid.shift[0], wcs.wcs.crpix[1] + grid.shift[1]]
+        self.grid_reference, self.grid_wcs = epoch, wcs
+        self.pixels = [(image, variance, mask), self.pixels[1]]
+
     # ---- exposures and truth
     def _meta(self, name: str, epoch: _Epoch, visit: int) -> dict:
         config = self.config
@@ -879,6 +996,11 @@ class _PairSimulation:
                  for name, epoch, visit, center_offset in (("reference", ref, 2 * index, (0.0, 0.0)),
                                                            ("science", sci, 2 * index + 1, self.offset))]
         psfs = [e.stamps(_psf_size(e), e.width_px, 0.0, 0.0)[0].astype(np.float32) for e in (ref, sci)]
+        grid_ref = getattr(self, "grid_reference", None)
+        if grid_ref is not None:  # the reference on its own grid: its epoch (pixel scale), WCS and PSF stamp
+            metas[0] = (dict(self._meta("reference", grid_ref, 2 * index),
+                             reference_grid=self.config.reference_grid.model_dump()), self.grid_wcs)
+            psfs[0] = grid_ref.stamps(_psf_size(grid_ref), grid_ref.width_px, 0.0, 0.0)[0].astype(np.float32)
         exposures = [Exposure(image=image, variance=variance, mask=mask, psf=psf, header=_header(wcs, meta), meta=meta)
                      for (meta, wcs), (image, variance, mask), psf in zip(metas, self.pixels, psfs)]
         truth = _truth_table(self.rows, self.pair_id, self.flux_scale, metas[1][0]["njy_per_count"], metas[1][1])
@@ -891,6 +1013,8 @@ class _PairSimulation:
         pair_meta = {"flux_scale": self.flux_scale, "offset_x": self.offset[0], "offset_y": self.offset[1],
                      "center_ra": self.center[0], "center_dec": self.center[1], "n_stars": self.n_stars,
                      "n_galaxies": len(self.gal["x"]), "seed": self.seed, "index": index}
+        if grid_ref is not None:
+            pair_meta["reference_grid"] = self.config.reference_grid.model_dump()
         sources = _source_table(self.gal, self.star_x, self.star_y, self.star_mag, ref, sci, self.offset,
                                 metas[1][1], self.config.pixel_scale)
         return ImagePair(reference=exposures[0], science=exposures[1], truth=truth, pair_id=self.pair_id,
