@@ -18,6 +18,9 @@ def ray_head(tmp_path):
     """A separate Ray head (its own ports and temp dir) started with this venv first on PATH."""
     env = dict(os.environ, RAY_AUTH_MODE="disabled",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    # a user's shell: mlflow.set_tracking_uri() in earlier tests of this session exports
+    # MLFLOW_TRACKING_URI, which the head (and so the job) would inherit and obey over ASTRORAY_HOME
+    env.pop("MLFLOW_TRACKING_URI", None)
     temp_dir = Path("/tmp") / f"ray-jobtest-{os.getpid()}"
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port=6399",
            f"--dashboard-port={DASHBOARD}", "--dashboard-host=127.0.0.1", "--num-cpus=2",

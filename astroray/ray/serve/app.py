@@ -41,14 +41,27 @@ def _decode(name: str, text: str, route: str) -> bytes:
 class Ingress:
     """FastAPI front door; holds one handle per inference deployment."""
 
-    def __init__(self, differencer: DeploymentHandle, max_request_mb: float = 256.0, request_timeout_s: float = 30.0):
+    def __init__(self, differencer: DeploymentHandle, *, realbogus: DeploymentHandle | None = None,
+                 classifier: DeploymentHandle | None = None, ner: DeploymentHandle | None = None,
+                 max_request_mb: float = 256.0, request_timeout_s: float = 30.0):
+        # model deployments are optional: an app without a model configured serves /difference alone
         self.differencer = differencer
+        self.realbogus = realbogus
+        self.classifier = classifier
+        self.ner = ner
         self.max_request_bytes = int(max_request_mb * 2**20)
         self.request_timeout_s = float(request_timeout_s)
 
+    def _require(self, handle: DeploymentHandle | None, name: str, route: str) -> DeploymentHandle:
+        if handle is None:
+            reject(404, f"no {name} model is configured in this application; add its section to the Serve config",
+                   route=route)
+        return handle
+
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> Health:
-        return Health(status="ok", version=__version__, deployments=["differencer"])
+        present = [name for name in ("differencer", "realbogus", "classifier", "ner") if getattr(self, name) is not None]
+        return Health(status="ok", version=__version__, deployments=present)
 
     @api.post("/difference", response_model=DifferenceResponse, openapi_extra=json_body_openapi(DifferenceRequest),
               responses={408: {"description": "the body did not arrive in time"},
