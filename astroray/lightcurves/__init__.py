@@ -8,6 +8,9 @@
 * padded arrays and masks for sequence models: :class:`LightCurveTensorizer` -> :class:`PaddedBatch`
   (``to_torch()`` imports torch only when called)
 * features with Numba, parallel over objects: :class:`FeatureExtractor` -> :class:`FeatureTable`
+* labelled rows for models (``label_id`` column): :func:`lightcurve_rows`, :func:`ragged_rows`
+* labelled sets split by object (RR Lyrae, ELAsTiCC, simulated): :func:`rrlyrae_set`, :func:`elasticc_set`,
+  :func:`simulated_set` -> :class:`LabelledLightCurves`
 
 ::
 
@@ -36,6 +39,18 @@ from astroray.lightcurves.ragged import (
     ragged_from_alerts,
     ragged_from_lightcurves,
     ragged_from_table,
+)
+from astroray.lightcurves.rows import (
+    LABEL_ID_COLUMN,
+    label_ids,
+    lightcurve_rows,
+    ragged_rows,
+)
+from astroray.lightcurves.tasks import (
+    LabelledLightCurves,
+    elasticc_set,
+    rrlyrae_set,
+    simulated_set,
 )
 from astroray.lightcurves.tensors import (
     LightCurveTensorizer,
@@ -73,4 +88,12 @@ __all__ = [
     "multiband_periodogram",
     "STAT_NAMES",
     "LIGHT_CURVE_EQUIVALENTS",
+    "LABEL_ID_COLUMN",
+    "label_ids",
+    "lightcurve_rows",
+    "ragged_rows",
+    "LabelledLightCurves",
+    "rrlyrae_set",
+    "elasticc_set",
+    "simulated_set",
 ]
