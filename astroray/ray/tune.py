@@ -13,6 +13,11 @@ Each trial (Ray Train V2 inside Tune: the trial function builds and fits
 the same ``TorchTrainer`` as :func:`astroray.ray.train.fit`, and Tune hears
 its reports through ``TuneReportCallback``) runs as its own MLflow run,
 nested under the sweep's parent run (``mlflow.parentRunId``).
+
+Models that do not train on Ray Train (the spaCy NER) give :func:`run_sweep`
+a plain function instead (``trainable=``): each trial calls it with the
+merged config and a ``report(metrics, step)`` that logs to the trial's
+MLflow run and reports to Tune; ``max_t`` bounds its reports for ASHA.
 """
 from __future__ import annotations
 
@@ -153,12 +158,58 @@ def _trial(config: dict, static: dict) -> None:
         client.set_terminated(run.info.run_id, status=status)
 
 
+def _function_trial(config: dict, static: dict) -> None:
+    """A Tune trial of a plain function trainable (``static["_trainable"]``), as its own MLflow run under the sweep's.
+
+    The trainable is called as ``trainable(merged_config, datasets=..., report=report)``; ``report(metrics, step)``
+    logs the metrics to the trial's run and reports them to Tune (where ASHA may end the trial).
+    """
+    import time
+
+    import mlflow
+    import ray.tune
+
+    from astroray.tracking import flatten_params
+
+    config = dict(config, **static)
+    overrides = {k: v for k, v in config.items() if not k.startswith("_")}
+    merged = apply_overrides(config["_base"], overrides)
+    client = mlflow.MlflowClient(tracking_uri=config["_tracking_uri"])
+    trial_name = ray.tune.get_context().get_trial_name()
+    run = client.create_run(config["_experiment_id"], run_name=trial_name,
+                            tags={"mlflow.parentRunId": config["_parent_run_id"], "astroray.sweep_trial": trial_name})
+    run_id = run.info.run_id
+    for key, value in flatten_params(overrides).items():
+        client.log_param(run_id, key, value)
+
+    def report(metrics: dict, step: int) -> None:
+        values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        stamp = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, stamp, int(step)) for k, v in values.items()])
+        ray.tune.report(values)
+
+    status = "FAILED"
+    try:
+        config["_trainable"](merged, datasets=config["_datasets"], report=report)
+        status = "FINISHED"
+    except SystemExit:  # Tune ends a trial it has heard enough from (ASHA, max_t) by exiting its thread
+        status = "FINISHED"
+        raise
+    finally:
+        client.set_terminated(run_id, status=status)
+
+
 def run_sweep(model_kind: str, base_config: dict, datasets: dict, sweep: SweepConfig, *, name: str,
-              experiment: str, tracking_uri: str | None = None, storage_path: str | None = None) -> SweepResult:
+              experiment: str, tracking_uri: str | None = None, storage_path: str | None = None,
+              trainable=None, max_t: int | None = None) -> SweepResult:
     """Tune ``base_config`` (``{"model": {...}, "train": {...}}``) over ``sweep.search_space`` with Optuna + ASHA.
 
     Every trial is an MLflow run nested under one parent run of
     ``experiment``; the best trial by ``sweep.metric`` is returned.
+
+    ``trainable``: a picklable function ``trainable(config, *, datasets, report)`` run in each trial
+    instead of the TorchTrainer fit of ``model_kind`` (``base_config`` then needs no ``train`` section);
+    ``max_t``: the most reports a trial makes (ASHA's horizon; default ``base_config["train"]["max_epochs"]``).
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -172,14 +223,16 @@ def run_sweep(model_kind: str, base_config: dict, datasets: dict, sweep: SweepCo
     uri = _uri(tracking_uri)
     experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
     space = to_tune_space(sweep.search_space)
-    max_epochs = int(base_config["train"]["max_epochs"])
+    max_epochs = int(max_t) if max_t is not None else int(base_config["train"]["max_epochs"])
     with mlflow.start_run(run_name=name) as parent:
         mlflow.log_params(flatten_params({"sweep": sweep.model_dump(mode="json"), **base_config}))
         mlflow.set_tag("astroray.model", model_kind)
         static = dict(_base=base_config, _model_kind=model_kind, _datasets=datasets, _name=name,
                       _tracking_uri=uri, _experiment_id=experiment_id, _parent_run_id=parent.info.run_id)
+        if trainable is not None:
+            static["_trainable"] = trainable
         tuner = tune.Tuner(
-            tune.with_parameters(_trial, static=static), param_space=space,
+            tune.with_parameters(_trial if trainable is None else _function_trial, static=static), param_space=space,
             tune_config=tune.TuneConfig(
                 search_alg=OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=sweep.seed),
                 scheduler=ASHAScheduler(metric=sweep.metric, mode=sweep.mode, max_t=max_epochs,
