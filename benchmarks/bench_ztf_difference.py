@@ -97,6 +97,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--limit", type=int, default=0, help="first N alerts only (0: all)")
     parser.add_argument("--flux-ratio", default="1",
                         help="F_n/F_r of the headline figures: a number (ZTF's gain-matched templates: 1) or 'fit'")
+    parser.add_argument("--no-fitted", action="store_true",
+                        help="skip the second pass with the flux ratio fitted from the stamps (half the time)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/ztf_difference.json)")
     args = parser.parse_args(argv)
 
@@ -127,7 +129,7 @@ def main(argv=None) -> dict:
             failures.append({"alert_id": a.alert_id, "reason": exc.reason})
             continue
         rows.append(_score(a, res.difference, res, ztf, sci, ref, positive, path, args))
-        if fixed is not None:  # the same stamps with the flux ratio fitted from their static light
+        if fixed is not None and not args.no_fitted:  # the same stamps with the flux ratio fitted from their light
             try:
                 fitted = difference_cutouts(sci, ref, config=config_fit, name=a.alert_id)
                 rows_fit.append(_score(a, fitted.difference, fitted, ztf, sci, ref, positive, path, args))

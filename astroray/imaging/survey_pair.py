@@ -49,7 +49,8 @@ from astroray.imaging.registration import Registration, RegistrationConfig, Regi
 from astroray.io.survey import SurveyImage, SurveyReadConfig, SurveyReader
 from astroray.records import Exposure, MaskBits
 
-__all__ = ["SurveyPairConfig", "SurveyPairResult", "difference_pair", "difference_files", "CutoutDifferenceConfig",
+__all__ = ["SurveyPairConfig", "SurveyPairResult", "difference_pair", "difference_files", "check_pair_folder",
+           "pair_products", "overview_png", "PAIR_FILES", "CutoutDifferenceConfig",
            "CutoutDifference", "difference_cutouts", "fit_matching_kernel", "MatchingKernel"]
 
 
@@ -143,7 +144,7 @@ def _pipeline_takes_psf_grids() -> bool:
     return "psf_reference" in params and "psf_science" in params
 
 
-def difference_pair(science, reference, *, config: SurveyPairConfig | None = None) -> SurveyPairResult:
+def difference_pair(science, reference, *, config: SurveyPairConfig | None = None, scorer=None) -> SurveyPairResult:
     """Read, register, measure PSFs and difference one pair.
 
     Parameters
@@ -151,6 +152,9 @@ def difference_pair(science, reference, *, config: SurveyPairConfig | None = Non
     science, reference : path, bytes, Exposure or SurveyImage
         The new frame and the template (any pointing and seeing).
     config : SurveyPairConfig, optional
+    scorer : callable, optional
+        The real/bogus scorer handed to :class:`ImagePipeline` (the
+        catalogue's ``rb``, the alerts' ``scores["rb"]``); None: no scoring.
 
     Returns
     -------
@@ -192,7 +196,7 @@ def difference_pair(science, reference, *, config: SurveyPairConfig | None = Non
         base = pipe_cfg.difference.sigma_astrometric
         sigma = (max(base[0], float(registration.fit_error[0])), max(base[1], float(registration.fit_error[1])))
         pipe_cfg = pipe_cfg.with_updates(difference={"sigma_astrometric": sigma})
-    pipeline = ImagePipeline(pipe_cfg)
+    pipeline = ImagePipeline(pipe_cfg, scorer=scorer)
     grids = {}
     if cfg.psf_grid and psf_sci is not None and psf_ref is not None and (
             psf_sci.grid is not None or psf_ref.grid is not None):
@@ -213,19 +217,56 @@ def _grid_or_stamp(mine: PSFResult, other: PSFResult) -> np.ndarray:
     return np.broadcast_to(mine.psf, (ny, nx) + mine.psf.shape).copy()
 
 
-def difference_files(science, reference, out_dir: str | os.PathLike, *,
-                     config: SurveyPairConfig | None = None) -> dict[str, Any]:
+PAIR_FILES: dict[str, str] = {"difference": "difference.fits", "score": "score.fits", "catalog": "catalog.parquet",
+                              "alerts": "alerts.parquet", "png": "overview.png", "summary": "summary.json"}
+"""What :func:`difference_files` writes in its folder: product -> file name."""
+
+
+def check_pair_folder(out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """``out_dir`` if :func:`difference_files` may write there: missing, empty, or ``overwrite`` given.
+
+    Raises
+    ------
+    InvalidInputError
+        ``out_dir`` is not a folder, or holds anything and ``overwrite`` is False.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError("the output path exists and is not a folder", source=str(out))
+    if out.is_dir() and not overwrite and any(out.iterdir()):
+        raise InvalidInputError("the output folder is not empty: pass overwrite (--overwrite) to replace the "
+                                f"pair's files there ({', '.join(PAIR_FILES.values())}; nothing else is touched), "
+                                "or choose an empty folder", source=str(out))
+    return out
+
+
+def difference_files(science, reference, out_dir: str | os.PathLike, *, config: SurveyPairConfig | None = None,
+                     overwrite: bool = False, pair_id: str | None = None) -> dict[str, Any]:
     """Difference one pair of files and write the results to ``out_dir``.
 
-    Writes ``difference.fits`` (D, science WCS), ``score.fits`` (S_corr),
-    ``catalog.parquet``, ``alerts.parquet``, ``overview.png`` and
-    ``summary.json`` (the returned dict).
+    Writes ``difference.fits`` (D, with the science frame's header and WCS),
+    ``score.fits`` (S_corr, likewise), ``catalog.parquet`` and
+    ``alerts.parquet`` (the image job's schemas), ``overview.png`` (science,
+    registered reference, D and S_corr with the detections marked) and
+    ``summary.json`` (the returned dict, less ``paths``).
+
+    Everything is computed and rendered in memory first; only then is
+    anything written, each file to a new unique temporary in ``out_dir`` and
+    renamed into place (:class:`~astroray.io.outputs.OutputFolder`), so bad
+    input leaves ``out_dir`` as it was (not even created).
 
     Parameters
     ----------
     science, reference : path, bytes, Exposure or SurveyImage
     out_dir : path
+        Missing or empty, unless ``overwrite``.
     config : SurveyPairConfig, optional
+    overwrite : bool
+        Write into a non-empty folder, replacing the files named in
+        :data:`PAIR_FILES` (the ones this run does not write are removed, so
+        the folder holds one run's products); nothing else there is touched.
+    pair_id : str, optional
+        The catalogue's ``pair_id`` (default: the science exposure id).
 
     Returns
     -------
@@ -237,41 +278,125 @@ def difference_files(science, reference, out_dir: str | os.PathLike, *,
     Raises
     ------
     InvalidInputError
-        As :func:`difference_pair`; nothing is written then.
+        As :func:`difference_pair`, or a non-empty ``out_dir`` without
+        ``overwrite``; nothing is written then.
     """
-    import pyarrow.parquet as pq
-
-    from astroray.imaging.pipeline import catalog_to_table
-    from astroray.io.fits import write_image
-    from astroray.records import alerts_to_table
+    from astroray.io.outputs import OutputFolder
 
     cfg = config or SurveyPairConfig()
     t_start = time.perf_counter()
+    out = check_pair_folder(out_dir, overwrite=overwrite)
     res = difference_pair(science, reference, config=cfg)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    diff = res.pair.difference
-    pair_id = f"{res.science.exposure_id or 'science'}"
-    paths = {"difference": str(write_image(diff.difference, out / "difference.fits", header=res.science.header,
-                                           overwrite=True))}
-    if cfg.write_score:
-        paths["score"] = str(write_image(diff.score, out / "score.fits", header=res.science.header, overwrite=True))
-    paths["catalog"] = str(out / "catalog.parquet")
-    pq.write_table(catalog_to_table(res.pair.catalog, pair_id=pair_id), paths["catalog"])
-    paths["alerts"] = str(out / "alerts.parquet")
-    pq.write_table(alerts_to_table(res.pair.alerts), paths["alerts"])
-    if cfg.write_png:
-        from astroray.imaging.plots import plot_pair_overview
-
-        paths["png"] = str(plot_pair_overview(res.science.image, res.reference.image, diff.difference,
-                                              out / "overview.png", catalog=res.pair.catalog,
-                                              title=f"{pair_id}: {len(res.pair.catalog)} detections"))
-    summary = _summary(res, paths)
+    products = pair_products(res, pair_id=pair_id, write_score=cfg.write_score, write_png=cfg.write_png)
+    summary = products.pop("summary_dict")
     summary["timings_ms"]["total"] = 1e3 * (time.perf_counter() - t_start)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
-    paths["summary"] = str(out / "summary.json")
-    summary["paths"] = paths
+    summary["paths"] = {kind: str(out.resolve() / PAIR_FILES[kind]) for kind in [*products, "summary"]}
+    products["summary"] = json.dumps(summary, indent=2, default=_json_default).encode()
+    outputs = OutputFolder(out)
+    try:
+        for kind, data in products.items():
+            outputs.write(None, PAIR_FILES[kind], lambda fh, data=data: fh.write(data))
+        for kind, name in PAIR_FILES.items():
+            if kind not in products:  # an earlier run's product this run does not make
+                outputs.remove(None, name)
+    finally:
+        outputs.close()
     return summary
+
+
+def pair_products(res: SurveyPairResult, *, pair_id: str | None = None, write_score: bool = True,
+                  write_png: bool = True) -> dict[str, Any]:
+    """A differenced pair's files, rendered in memory: product (:data:`PAIR_FILES`' keys) -> bytes.
+
+    ``summary_dict`` holds the summary as a dict (``summary`` is not
+    rendered: the caller adds its own timings and paths).  Used by
+    :func:`difference_files` and by the image job's CSV mode, which write
+    them where each wants.
+    """
+    import io
+
+    import pyarrow.parquet as pq
+
+    from astroray.imaging.pipeline import catalog_to_table
+    from astroray.io.fits import image_to_bytes
+    from astroray.records import alerts_to_table
+
+    diff = res.pair.difference
+    pair_id = pair_id or res.science.exposure_id or "science"
+    products: dict[str, Any] = {"difference": image_to_bytes(diff.difference, header=res.science.header)}
+    if write_score:
+        products["score"] = image_to_bytes(diff.score, header=res.science.header)
+    for kind, table in (("catalog", catalog_to_table(res.pair.catalog, pair_id=pair_id)),
+                        ("alerts", alerts_to_table(res.pair.alerts))):
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        products[kind] = buf.getvalue()
+    summary = _summary(res, {})
+    summary["pair_id"] = pair_id
+    if write_png:
+        products["png"] = overview_png(res, title=_title(pair_id, summary))
+    products["summary_dict"] = summary
+    return products
+
+
+def _title(pair_id: str, summary: dict) -> str:
+    def fwhm(key):
+        value = summary[key].get("fwhm_px")
+        return "given" if value is None else f"{value:.2f} px"
+
+    reg = summary["registration"]
+    rms = "" if reg is None else f", registration rms {reg['rms_px']:.3f} px"
+    return (f"{pair_id}: {summary['n_detections']} detections; PSF FWHM science {fwhm('psf_science')}, "
+            f"reference {fwhm('psf_reference')}; flux ratio {summary['flux_ratio']:.3f}{rms}")
+
+
+def overview_png(res: SurveyPairResult, *, title: str = "", dpi: int = 80) -> bytes:
+    """A PNG of the science frame, the registered reference, D and S_corr, the detections marked on the last two.
+
+    Circles: green a positive change, magenta a negative one, orange one on a
+    satellite streak.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    diff = res.pair.difference
+    catalog = res.pair.catalog
+    panels = (("science", res.science.image, "gray"), ("reference, on the science grid", res.reference.image, "gray"),
+              ("difference D", diff.difference, "RdBu_r"), ("score S_corr", diff.score, "RdBu_r"))
+    fig, axes = plt.subplots(1, 4, figsize=(22, 6.0), constrained_layout=True)
+    for ax, (name, img, cmap) in zip(axes, panels):
+        img = np.asarray(img, np.float64)
+        finite = img[np.isfinite(img)]
+        if cmap == "gray":
+            lo, hi = np.percentile(finite, [1.0, 99.5]) if finite.size else (0.0, 1.0)
+        else:  # symmetric about zero, so the sign of a change reads off the colour
+            s = float(np.percentile(np.abs(finite), 99.5)) if finite.size else 1.0
+            lo, hi = -s, s
+        ax.imshow(img, origin="lower", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title(name)
+        ax.set_xlabel("x [px]")
+        if cmap != "gray" and len(catalog):
+            pos = catalog["sign"].to_numpy() > 0
+            streak = (catalog["on_streak"].fillna(False).to_numpy(bool) if "on_streak" in catalog
+                      else np.zeros(len(pos), bool))
+            for sel, colour, label in ((pos & ~streak, "lime", "detected (+)"), (~pos & ~streak, "magenta",
+                                                                                 "detected (-)"),
+                                       (streak, "orange", "on a satellite streak")):
+                if sel.any():
+                    ax.scatter(catalog["x"][sel], catalog["y"][sel], s=140, facecolors="none", edgecolors=colour,
+                               linewidths=1.1, label=label)
+            ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    axes[0].set_ylabel("y [px]")
+    if title:
+        fig.suptitle(title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def _json_default(value):

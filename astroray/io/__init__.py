@@ -6,6 +6,9 @@
 * label tables: :func:`read_labels`, :func:`attach_labels`
 * what a file holds: :func:`detect_format`; a whole folder checked: :func:`check_path`
 * FITS exposures (IMAGE, VARIANCE, MASK, PSF): :func:`read_exposure`, :func:`write_exposure`
+* any telescope's FITS image with a WCS (single/multi-extension, companion mask/weight files,
+  tile-compressed or gzipped; ZTF ``sciimg`` + ``mskimg``, LSST IMAGE/MASK/VARIANCE): :func:`read_survey_image`,
+  :class:`SurveyReader`, :class:`SurveyReadConfig` (a :class:`SurveyImage`: an exposure but for its PSF)
 * bounds on every read of untrusted bytes (file size, gzip expansion, JSON depth): :class:`ReadLimits`,
   :func:`using_limits` (defaults from ``ASTRORAY_MAX_*`` environment variables)
 """
@@ -35,6 +38,15 @@ from astroray.io.lightcurves import (
 )
 from astroray.io.limits import ReadLimits, current_limits, using_limits
 from astroray.io.sniff import FileFormat, detect_format
+from astroray.io.survey import (
+    LSST_MASK_PLANES,
+    ZTF_MASK_BITS,
+    SurveyImage,
+    SurveyReadConfig,
+    SurveyReader,
+    map_mask_bits,
+    read_survey_image,
+)
 
 __all__ = [
     "read_exposure",
@@ -63,4 +75,11 @@ __all__ = [
     "ReadLimits",
     "current_limits",
     "using_limits",
+    "read_survey_image",
+    "SurveyReader",
+    "SurveyReadConfig",
+    "SurveyImage",
+    "map_mask_bits",
+    "ZTF_MASK_BITS",
+    "LSST_MASK_PLANES",
 ]
