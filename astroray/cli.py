@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output folder (default: $ASTRORAY_HOME/demo)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-track", action="store_true", help="do not log the run to MLflow")
+    p.add_argument("--no-realbogus", action="store_true",
+                   help="no real/bogus scoring (default: the champion, trained first when there is none)")
     p.set_defaults(func=_cmd_demo)
 
     io = _add(sub, "io", "inspect and convert data files", "Inspect survey data files.")
@@ -88,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_version)
 
     _add_simulate(sub)
+    _add_classify(sub)
+    _add_score(sub)
+    _add_ner(sub)
+    _add_difference(sub)
     return parser
 
 
@@ -113,6 +119,212 @@ def _add_simulate(sub) -> None:
     p.set_defaults(func=_cmd_simulate)
 
 
+def _add_difference(sub) -> None:
+    p = _add(sub, "difference", "difference one science frame against a reference (plain FITS with a WCS)", """
+        Difference one pair of FITS images from any telescope: each an image HDU with a celestial WCS
+        (single- or multi-extension, tile-compressed or gzipped; a weight, variance or mask extension or
+        companion file is used when there, ZTF sciimg + mskimg and LSST IMAGE/MASK/VARIANCE are recognised).
+        The reference is resampled onto the science frame's pixel grid from the two WCSs and refined by
+        matching stars (a fitted affine); each frame's PSF is measured from its own isolated stars; ZOGY
+        differences them, candidates are detected on S_corr and measured on D.
+
+        Writes to DIR: difference.fits (D) and score.fits (S_corr), both with the science frame's WCS;
+        catalog.parquet and alerts.parquet (the schemas of jobs/difference.py's outputs); overview.png
+        (science, registered reference, D and S_corr with the detections circled); summary.json (each
+        PSF's FWHM and ellipticity, the registration's rms, the flux ratio, the number of detections).
+
+        Bad input -- a file that is not FITS or is cut short, no WCS, WCSs that do not overlap, an
+        all-saturated frame, too few stars for a PSF or a registration -- stops with a one-line reason
+        and exit status 2, and nothing is written.""", """
+        examples:
+          astroray difference sci.fits ref.fits --out diff/
+          astroray difference ztf_sciimg.fits ztf_refimg.fits --out diff/ --overwrite
+          astroray difference new.fits.fz template.fits --out diff/ --config configs/difference_survey.yaml
+          astroray difference sci.fits ref.fits --out diff/ --json    # the summary as JSON""")
+    p.add_argument("science", help="the new frame (FITS with a WCS)")
+    p.add_argument("reference", help="the template / reference frame (any pointing and seeing)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder; must be missing or empty unless --overwrite")
+    p.add_argument("--config", metavar="YAML",
+                   help="how each file is read, the registration, the PSFs and the pipeline: a survey pair "
+                        "config, or a job config with survey: and pipeline: sections, as "
+                        "configs/difference_survey.yaml (default: built-in defaults)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace this command's files in a non-empty --out (difference.fits, score.fits, "
+                        "catalog.parquet, alerts.parquet, overview.png, summary.json); nothing else is touched")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the short report")
+    p.set_defaults(func=_cmd_difference)
+
+
+def _cmd_difference(args) -> int:
+    from pathlib import Path
+
+    from astroray.imaging.survey_pair import difference_files
+    from astroray.ray.image_job import load_survey_pair_config
+
+    cfg = load_survey_pair_config(args.config)  # a pair config, or the job's with survey: and pipeline:
+    summary = difference_files(args.science, args.reference, args.out, config=cfg, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+
+    def psf(part):
+        if part.get("source") != "estimated":
+            return "given in the file"
+        return (f"FWHM {part['fwhm_px']:.2f} px, ellipticity {part['ellipticity']:.3f} "
+                f"({part['n_stars']} stars, {part['model']})")
+
+    reg = summary["registration"]
+    fit = summary.get("flux_ratio_fit") or {}
+    lines = [f"astroray difference: {args.science} - {args.reference} -> {args.out}",
+             f"  science PSF     {psf(summary['psf_science'])}",
+             f"  reference PSF   {psf(summary['psf_reference'])} (on the science grid)"]
+    if reg is not None:
+        lines.append(f"  registration    {reg['method']}, {reg['n_matches']} stars matched, rms "
+                     f"{reg['rms_px']:.3f} px; shift ({reg.get('shift_x', float('nan')):.2f}, "
+                     f"{reg.get('shift_y', float('nan')):.2f}) px, rotation "
+                     f"{reg.get('rotation_deg', float('nan')):.3f} deg, scale {reg.get('scale', float('nan')):.4f}")
+    how = f" (fitted to {fit['n_stars']} stars)" if isinstance(fit, dict) and fit.get("n_stars") else ""
+    lines += [f"  flux ratio      {summary['flux_ratio']:.4f}{how}",
+              (f"  detections      {summary['n_detections']}, alerts {summary['n_alerts']}, "
+               f"satellite streaks {summary['n_streaks']}"),
+              f"  wrote           {', '.join(sorted(Path(p).name for p in summary['paths'].values()))}",
+              f"  took            {summary['timings_ms']['total'] / 1e3:.1f} s"]
+    print("\n".join(lines))
+    return 0
+
+
+def _add_ner(sub) -> None:
+    p = _add(sub, "ner", "find source, event and facility names in ATel, GCN and abstract files", """
+        Read every file under PATH (ATel HTML pages and RSS, GCN circulars as JSON or text, JSON Lines of
+        abstracts, plain text; the reader is chosen by suffix and contents) and find the names in it with
+        Ray Data, one model per worker. Writes FILE (JSON Lines: file, doc_id, text, label (the type:
+        SOURCE, EVENT or FACILITY), start and end (character offsets in the document's text), normalised,
+        source (the rule or the model)), and beside it <stem>.manifest.jsonl (every input with its status)
+        and <stem>.quarantine.jsonl (the files that could not be read, with the reason).
+
+        Model: --model, else models:/astroray-ner@champion when it is registered in the MLflow store,
+        else the rules pipeline (naming conventions, facilities, optional gazetteer) built here; the
+        summary says which. Exit status 0 when every file was read, 1 when some were quarantined.""", """
+        examples:
+          astroray ner --input ../shared/data/text/atel --out names.jsonl
+          astroray ner --input circulars/ --out names.jsonl --model models:/astroray-ner/3
+          astroray ner --input abstracts.jsonl --out names.jsonl --model rules --gazetteer gazetteer/""")
+    p.add_argument("--input", required=True, metavar="PATH", help="a file or a folder (walked recursively)")
+    p.add_argument("--out", required=True, metavar="FILE", help="JSON Lines of names")
+    p.add_argument("--model", metavar="URI",
+                   help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN/model, a saved pipeline folder or "
+                        "'rules' (default: the champion if registered, else the rules)")
+    p.add_argument("--tracking-uri", metavar="URI", help="MLflow store (default $MLFLOW_TRACKING_URI or "
+                                                         "$ASTRORAY_HOME/mlflow.db)")
+    p.add_argument("--gazetteer", metavar="DIR", help="gazetteer folder for the rules pipeline")
+    p.add_argument("--format", default="auto",
+                   choices=("auto", "atel_html", "atel_rss", "gcn_json", "gcn_text", "jsonl", "text"),
+                   help="reader for every file (default: by suffix and contents)")
+    p.add_argument("--workers", type=int, metavar="N", help="Ray Data actors (default: one per CPU)")
+    p.set_defaults(func=_cmd_ner)
+
+
+def _cmd_ner(args) -> int:
+    from astroray.ray.ner import find_names_in_files
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    summary = find_names_in_files(args.input, args.out, model_uri=args.model, tracking_uri=args.tracking_uri,
+                                  gazetteer_dir=args.gazetteer, format=args.format, concurrency=args.workers)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0 if summary["quarantined"] == 0 and summary["failed"] == 0 else 1
+
+
+def _add_score(sub) -> None:
+    score = _add(sub, "score", "score candidates with a registered model", "Score candidates with a model.")
+    score_sub = score.add_subparsers(dest="score_command", metavar="SCORE_COMMAND", required=True)
+    p = _add(score_sub, "stamps", "real/bogus scores of the candidates in alert files or stamp Parquet", """
+        Score every candidate with the real/bogus model (default models:/astroray-realbogus@champion from
+        $ASTRORAY_HOME/mlflow.db): alert files 'astroray io' reads (ZTF/Rubin Avro, Fink/Rubin Parquet, JSON,
+        astroray alerts) or the stamp Parquet of jobs/make_stamps.py, a file or a folder. Cutouts of other sizes
+        are centre-cropped or padded. Writes OUT (Parquet: id, rb, real, threshold, model name and version, the
+        survey's own scores) and OUT's .quarantine.parquet (what could not be scored, and why). Exit status 0
+        when every record was scored, 1 when some were quarantined.""", """
+        examples:
+          astroray score stamps --input ../shared/data/alerts --out rb.parquet
+          astroray score stamps --input .astroray/stamps/split=test --out test.parquet \\
+              --model models:/astroray-realbogus/3""")
+    p.add_argument("--input", required=True, metavar="PATH", help="an alert or stamp file, or a folder of them")
+    p.add_argument("--out", required=True, metavar="FILE", help="the scores' Parquet file")
+    p.add_argument("--model", metavar="URI", help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN/model "
+                                                  "(default models:/astroray-realbogus@champion)")
+    p.add_argument("--tracking-uri", metavar="URI", help="MLflow store (default $MLFLOW_TRACKING_URI, else "
+                                                         "$ASTRORAY_HOME/mlflow.db)")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="where the model runs (default cpu)")
+    p.add_argument("--batch-size", type=int, default=512, metavar="N", help="stamps per forward pass (default 512)")
+    p.add_argument("--quarantine", metavar="FILE", help="default: OUT with .quarantine.parquet")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_score)
+
+
+def _cmd_score(args) -> int:
+    from astroray.config import config_from_dict
+    from astroray.models.scoring import StampScorerConfig
+    from astroray.ray.score import score_stamps
+
+    options = {"device": args.device, "batch_size": args.batch_size, "tracking_uri": args.tracking_uri}
+    if args.model:
+        options["model_uri"] = args.model
+    config = config_from_dict(StampScorerConfig, options, source="astroray score stamps")
+    report = score_stamps(args.input, args.out, config=config, quarantine=args.quarantine, overwrite=args.overwrite,
+                          progress=not args.no_progress)
+    print(json.dumps(report.to_dict(), indent=2, default=str))
+    return 0 if report.n_quarantined == 0 else 1
+
+
+def _add_classify(sub) -> None:
+    classify = _add(sub, "classify", "classify light curves with a registered model", "Classify light curves.")
+    classify_sub = classify.add_subparsers(dest="classify_command", metavar="CLASSIFY_COMMAND", required=True)
+    p = _add(classify_sub, "lightcurves", "calibrated class probabilities of every light curve under PATH", """
+        Classify every object in light-curve files with the light-curve transformer (default
+        models:/astroray-lc-transformer@champion from $ASTRORAY_HOME/mlflow.db), many files at once with Ray
+        Data: light-curve CSV/Parquet tables (one object per file, ALeRCE, SNANA), alert files (an object's
+        alerts make its light curve) and astroray light-curve Parquet, a file or a folder. Writes OUT (.parquet
+        or .csv: one row per object with path, object_id, class, probability, p_<CLASS> per class, n_points,
+        calibrated, model name and version), OUT's .quarantine.parquet (bad files and objects, and why) and
+        OUT's .manifest.parquet (every input file with its status: ok, partial, quarantined, skipped or
+        failed). The alias is resolved once: every object is classified by the same version. Exit status 0
+        when no input was quarantined or failed, 1 otherwise.""", """
+        examples:
+          astroray classify lightcurves --input ../shared/data/lightcurves/rrlyrae --out rrlyrae.parquet
+          astroray classify lightcurves --input alerts/ --out classes.csv --model models:/astroray-lc-transformer/3""")
+    p.add_argument("--input", required=True, metavar="PATH", help="a light-curve or alert file, or a folder of them")
+    p.add_argument("--out", required=True, metavar="FILE", help="the predictions (.parquet or .csv)")
+    p.add_argument("--model", metavar="URI", help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN/model "
+                                                  "(default models:/astroray-lc-transformer@champion)")
+    p.add_argument("--tracking-uri", metavar="URI", help="MLflow store (default $MLFLOW_TRACKING_URI, else "
+                                                         "$ASTRORAY_HOME/mlflow.db)")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="where the model runs (default cpu)")
+    p.add_argument("--batch-size", type=int, default=1024, metavar="N", help="light curves per forward pass")
+    p.add_argument("--files-per-batch", type=int, default=32, metavar="N", help="files per Ray Data batch")
+    p.add_argument("--actors", type=int, metavar="N", help="classifier actors (default: one per free CPU)")
+    p.add_argument("--num-gpus-per-actor", type=float, default=0.0, metavar="F", help="GPU share of each actor")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=_cmd_classify)
+
+
+def _cmd_classify(args) -> int:
+    from astroray.config import config_from_dict
+    from astroray.ray.classify import ClassifyLightCurvesConfig, classify_lightcurves
+
+    options = {"device": args.device, "batch_size": args.batch_size, "tracking_uri": args.tracking_uri,
+               "files_per_batch": args.files_per_batch, "actors": args.actors,
+               "num_gpus_per_actor": args.num_gpus_per_actor}
+    if args.model:
+        options["model_uri"] = args.model
+    config = config_from_dict(ClassifyLightCurvesConfig, options, source="astroray classify lightcurves")
+    summary = classify_lightcurves(args.input, args.out, config, overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0 if summary["files_quarantined"] + summary["files_failed"] + summary["files_partial"] == 0 else 1
+
+
 def _cmd_demo(args) -> int:
     from astroray.config import load_config
     from astroray.ray.demo import DemoConfig, run_demo
@@ -126,6 +338,8 @@ def _cmd_demo(args) -> int:
         overrides["output_dir"] = args.out
     if args.no_track:
         overrides["track"] = False
+    if args.no_realbogus:
+        overrides["realbogus"] = None
     cfg = load_config(args.config, DemoConfig, **overrides)
     summary = run_demo(cfg, progress=not args.no_progress)
     return 0 if summary.n_ok > 0 and summary.n_failed == 0 else 1

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from astroray.errors import InvalidInputError, InvalidLightCurveError
-from astroray.kernels.catalog import CATALOG_FIELDS, catalog_dtype
+from astroray.kernels.catalog import CATALOG_FIELDS, SCORE_FIELDS, catalog_dtype
 
 __all__ = [
     "MaskBits",
@@ -444,13 +444,15 @@ CATALOG_SCHEMA = pa.schema(
     + [_catalog_field("sign", pa.int8())]
     # added later, so at the end: older part files are a prefix of this schema
     + [_catalog_field("x_iso", pa.float64()), _catalog_field("y_iso", pa.float64()),
-       _catalog_field("on_streak", pa.bool_()), _catalog_field("under_streak", pa.bool_())])
+       _catalog_field("on_streak", pa.bool_()), _catalog_field("under_streak", pa.bool_())]
+    + [_catalog_field(c) for c in SCORE_FIELDS])
 """The Catalog record: the image pipeline's catalog part files (one row per candidate).
 
 Measurement columns have SEP's names and the dtypes of :mod:`astroray.kernels.catalog`;
 ``flux``/``flux_err`` there are PSF photometry on D, ``snr`` the score at the peak,
 ``x``/``y`` the score's sub-pixel peak (``x_iso``/``y_iso`` the isophotal barycentre),
-``sign`` +1 for brightening and -1 for fading changes.
+``sign`` +1 for brightening and -1 for fading changes, ``rb`` the real/bogus model's real probability
+(:data:`~astroray.kernels.catalog.SCORE_FIELDS`; null where the pipeline had no scorer).
 """
 
 CATALOG_COLUMNS = tuple(f.name for f in CATALOG_SCHEMA if f.name in CATALOG_FIELDS)

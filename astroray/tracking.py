@@ -114,15 +114,21 @@ def log_figure_files(mlflow, paths, *, folder: str = "plots") -> None:
             mlflow.log_artifact(str(path), artifact_path=folder)
 
 
-def log_torch_model(mlflow, model, *, name: str = "model", input_example=None, metadata: dict | None = None):
+def log_torch_model(mlflow, model, *, name: str = "model", input_example=None, metadata: dict | None = None,
+                    pip_requirements: list[str] | None = None):
     """Log a torch ``nn.Module`` with MLflow's PyTorch flavour (pickled module, signature from the example).
 
     The module's class must be importable where it is loaded (astroray's
-    models are).  Returns MLflow's ``ModelInfo``.
+    models are).  ``pip_requirements`` default to this environment's torch
+    and numpy: MLflow would otherwise infer them by loading the model in a
+    subprocess (about a minute on a busy 2-core machine).  Returns MLflow's ``ModelInfo``.
     """
     import numpy as np
     import torch
     from mlflow.models import infer_signature
+
+    if pip_requirements is None:
+        pip_requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
 
     signature = None
     if input_example is not None:
@@ -131,7 +137,8 @@ def log_torch_model(mlflow, model, *, name: str = "model", input_example=None, m
             output = model(torch.as_tensor(input_example)).numpy()
         signature = infer_signature(np.asarray(input_example), output)
     return mlflow.pytorch.log_model(model, name=name, signature=signature, input_example=input_example,
-                                    serialization_format="pickle", metadata=metadata or {})
+                                    serialization_format="pickle", metadata=metadata or {},
+                                    pip_requirements=pip_requirements)
 
 
 def register_champion(model_uri: str, name: str, *, alias: str = CHAMPION_ALIAS, tags: dict | None = None,

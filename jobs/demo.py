@@ -1,8 +1,11 @@
-"""Entry point for `ray job submit`: the end-to-end demo on a simulated sky.
+"""Entry point for `ray job submit`: the end-to-end demo on a simulated sky, every candidate scored real/bogus.
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . \
         --runtime-env-json "{\"env_vars\": {\"ASTRORAY_HOME\": \"$PWD/.astroray\"}}" -- \
         python jobs/demo.py --config configs/demo.yaml
+
+The real/bogus model is models:/astroray-realbogus@champion from the MLflow store; without one, a small
+model is trained first (a minute or two on two cores) and registered. --no-realbogus skips the model.
 
 Outputs and the MLflow run go to $ASTRORAY_HOME (without it, ~/.astroray on the node running
 this entry point: Ray deletes its copy of the working dir after the job).
@@ -25,9 +28,12 @@ def main(argv=None) -> int:
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store, absolute (sqlite:////abs/path/mlflow.db or a server URL); default "
                              "$MLFLOW_TRACKING_URI, else $ASTRORAY_HOME/mlflow.db")
+    parser.add_argument("--no-realbogus", action="store_true", help="no real/bogus scoring (realbogus: null)")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("output_dir", args.out), ("n_pairs", args.n_pairs),
                                    ("tracking_uri", args.tracking_uri)) if v is not None}
+    if args.no_realbogus:
+        overrides["realbogus"] = None
     try:
         summary = run_demo(load_config(args.config, DemoConfig, **overrides), progress=False)
     except AstrorayError as exc:

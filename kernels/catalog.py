@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = [
     "SEP_FIELDS", "NOISE_FIELDS", "PHOTOMETRY_FIELDS", "SKY_FIELDS", "CATALOG_FIELDS", "INT_FIELDS",
-    "KERNEL_FLOAT32_FIELDS", "catalog_dtype",
+    "KERNEL_FLOAT32_FIELDS", "SCORE_FIELDS", "catalog_dtype",
     "OBJ_MERGED", "OBJ_TRUNC", "OBJ_DOVERFLOW", "OBJ_SINGU",
     "APER_TRUNC", "APER_HASMASKED", "APER_ALLMASKED", "APER_NONPOSITIVE",
 ]
@@ -37,6 +37,10 @@ SKY_FIELDS = ("ra", "dec")
 
 CATALOG_FIELDS = SEP_FIELDS + NOISE_FIELDS + PHOTOMETRY_FIELDS + SKY_FIELDS
 """Every column of an extraction catalog, in order."""
+
+SCORE_FIELDS = ("rb",)
+"""Columns the image pipeline's scorers add: ``rb``, the real/bogus model's real probability (NaN without a model,
+or where the difference stamp has no finite pixel).  Not extraction columns: only pipeline catalogs carry them."""
 
 INT_FIELDS = frozenset({"npix", "tnpix", "xmin", "xmax", "ymin", "ymax", "xcpeak", "ycpeak", "xpeak", "ypeak",
                         "flag", "flag_aper", "flag_auto", "flag_win"})

@@ -59,9 +59,15 @@ def test_missing_file_and_not_a_mapping(tmp_path):
 SHIPPED = {
     "demo.yaml": "astroray.ray.demo:DemoConfig",
     "difference.yaml": "astroray.ray.image_job:DifferenceJobConfig",
+    "difference_survey.yaml": "astroray.ray.image_job:DifferenceJobConfig",
     "make_stamps.yaml": "astroray.ray.stamps:StampJobConfig",
+    "make_stamps_ztf.yaml": "astroray.ray.stamps:StampJobConfig",
     "train_realbogus.yaml": "astroray.ray.train_realbogus:TrainRealBogusConfig",
     "tune_realbogus.yaml": "astroray.ray.train_realbogus:TuneRealBogusConfig",
+    "train_ner.yaml": "astroray.ray.ner:TrainNerConfig",
+    "tune_ner.yaml": "astroray.ray.ner:TuneNerConfig",
+    "train_lightcurves.yaml": "astroray.ray.train_lightcurves:TrainLightCurvesConfig",
+    "tune_lightcurves.yaml": "astroray.ray.train_lightcurves:TuneLightCurvesConfig",
 }
 """Each shipped job config and the model that validates it (serve.yaml is checked through Serve's args)."""
 

@@ -5,6 +5,12 @@
 its own stage with its own config; this class chains them.  It imports no Ray:
 the Ray Data callable in :mod:`astroray.ray.data` wraps it.
 
+The real/bogus score comes from a scorer the pipeline is handed
+(``ImagePipeline(config, scorer=...)``, e.g. a
+:class:`~astroray.models.scoring.StampScorer`): any callable taking the
+candidates' stamps, so this module never imports torch.  Without one the
+catalog's ``rb`` column is NaN and alerts carry no ``rb`` score.
+
 One ``device`` (``ImagePipelineConfig.device``) places every stage, unless a
 stage's own config names another.  On a GPU the pair's pixel planes are copied
 to the device once, stay there from background to cutouts (only per-object
@@ -15,14 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
 from astroray.config import AstrorayConfig, Device
-from astroray.errors import InvalidInputError
+from astroray.errors import ConfigError, InvalidInputError
 from astroray.imaging._regions import bounding_box
 from astroray.imaging.background import Background, BackgroundConfig
 from astroray.imaging.cutouts import cutouts, psf_likeness
@@ -34,7 +40,13 @@ from astroray.records import AB_NJY_ZEROPOINT, Alert, Exposure, LightCurve
 from astroray.stage import Stage, StageTimer
 
 __all__ = ["ImagePipelineConfig", "ImagePipeline", "PairResult", "ExposureArrays", "pixel_to_sky",
-           "score_peak_positions", "catalog_to_table"]
+           "score_peak_positions", "catalog_to_table", "StampScoreFn"]
+
+StampScoreFn = Callable[[Mapping[str, np.ndarray]], Any]
+"""What the pipeline is handed as a scorer: candidates' stamps in (a mapping of channel name -- ``science``,
+``reference``, ``difference``, ``score`` -- to ``(n, S, S)`` float32 arrays), their real probabilities out: an
+``(n,)`` array, or an object with ``scores`` (and optionally ``model``, a dict with ``name`` and ``version``), as
+:class:`~astroray.models.scoring.StampScores`."""
 
 
 class ImagePipelineConfig(AstrorayConfig):
@@ -189,15 +201,32 @@ class ImagePipeline(Stage[ImagePipelineConfig]):
     Parameters
     ----------
     config : ImagePipelineConfig, dict or None
+    scorer : callable, optional
+        Real/bogus scorer of the candidates' stamps (:data:`StampScoreFn`, e.g. a
+        :class:`~astroray.models.scoring.StampScorer`); its scores fill the
+        catalog's ``rb`` column and the alerts' ``scores["rb"]``.  None: ``rb`` is NaN.
 
     Examples
     --------
     >>> pipe = ImagePipeline(ImagePipelineConfig(device="cpu"))     # doctest: +SKIP
     >>> result = pipe.run(reference, science)                         # doctest: +SKIP
     >>> result.catalog[["x", "y", "flux", "snr"]]                     # doctest: +SKIP
+    >>> scored = ImagePipeline(config, scorer=StampScorer({"model_uri": "models:/astroray-realbogus@champion"}))
+    ... # doctest: +SKIP
     """
 
     config_class = ImagePipelineConfig
+
+    def __init__(self, config: ImagePipelineConfig | dict | None = None, *, scorer: StampScoreFn | None = None):
+        if scorer is not None and not callable(scorer):
+            raise TypeError(f"scorer must be callable (stamps -> real probabilities), got {type(scorer).__name__}")
+        self.scorer = scorer
+        super().__init__(config)
+
+    def __reduce__(self):  # rebuilt from the config, with the scorer (a Stage scorer pickles by its own config)
+        import functools
+
+        return (functools.partial(type(self), scorer=self.scorer), (self.config,))
 
     def setup(self) -> None:
         cfg = self.config
@@ -208,6 +237,11 @@ class ImagePipeline(Stage[ImagePipelineConfig]):
         self.differencer = Differencer(_on(self.device, cfg.difference).model_copy(update={"keep_on_device": True}))
         self.extractor = SourceExtractor(_on(self.device, cfg.detection))
         self.streak_finder = StreakFinder(cfg.streaks) if cfg.streaks is not None else None
+        model_size = getattr(self.scorer, "stamp_size", None)
+        if model_size is not None and model_size < cfg.cutout_size:
+            raise ConfigError(f"the real/bogus model reads stamps of at most {model_size} px, but the pipeline cuts "
+                              f"{cfg.cutout_size} px (set cutout_size: {model_size}, or use a model trained on "
+                              f"{cfg.cutout_size} px stamps)")
 
     def subtract_background(self, exposure: Exposure | ExposureArrays) -> ExposureArrays:
         """The exposure's planes on the background stage's device, mesh background removed (no-op if already done)."""
@@ -220,8 +254,15 @@ class ImagePipeline(Stage[ImagePipelineConfig]):
         return ExposureArrays(arrays.image - bkg.background, arrays.variance, arrays.mask, arrays.psf,
                               arrays.header, meta)
 
-    def run(self, reference: Exposure, science: Exposure) -> PairResult:
-        """Run the chain on one pair; raise :class:`InvalidInputError` for unusable input."""
+    def run(self, reference: Exposure, science: Exposure, *, psf_reference=None, psf_science=None,
+            flux_ratio: float | None = None) -> PairResult:
+        """Run the chain on one pair; raise :class:`InvalidInputError` for unusable input.
+
+        ``psf_reference``, ``psf_science`` (a stamp or a ``(ny, nx, h, w)``
+        grid) and ``flux_ratio`` (``F_n / F_r``) go to the differencer in
+        place of the exposures' PSF stamps and the config's or fitted ratio
+        (see :meth:`Differencer.run <astroray.imaging.difference.Differencer.run>`).
+        """
         if reference.shape != science.shape:
             raise InvalidInputError(
                 f"reference shape {reference.shape} differs from science shape {science.shape} "
@@ -231,7 +272,8 @@ class ImagePipeline(Stage[ImagePipelineConfig]):
             ref = self.subtract_background(reference)
             sci = self.subtract_background(science)
         with timer("difference"):
-            diff = self.differencer.run(ref, sci)
+            diff = self.differencer.run(ref, sci, flux_ratio=flux_ratio, psf_reference=psf_reference,
+                                        psf_science=psf_science)
         with timer("detect"):
             catalog = self._detect(diff, sci)
         if len(catalog) > self.config.max_detections:
@@ -247,7 +289,11 @@ class ImagePipeline(Stage[ImagePipelineConfig]):
                 under = catalog["under_streak"] if "under_streak" in catalog else False
                 catalog = catalog.assign(on_streak=on, under_streak=under)
         with timer("alerts"):
-            alerts = self._alerts(catalog, diff, ref, sci)
+            stamps = self._stamps(catalog, diff, ref, sci)
+        with timer("score"):
+            catalog, rb_model = self._score(catalog, stamps)
+        with timer("alerts"):
+            alerts = self._alerts(catalog, stamps, diff, sci, rb_model)
         with timer("to_host"):  # the one copy of the pair's images back to the host
             diff = diff.to_numpy()
         return PairResult(difference=diff, catalog=catalog, alerts=alerts, timings_ms=timer.ms, streaks=streaks)
@@ -359,33 +405,55 @@ class ImagePipeline(Stage[ImagePipelineConfig]):
         merged = pd.concat([kept, found], ignore_index=True)
         return merged.sort_values("snr", ascending=False, ignore_index=True)
 
-    def _alerts(self, catalog, diff, ref, sci) -> list[Alert]:
+    def _stamps(self, catalog, diff, ref, sci) -> dict[str, np.ndarray]:
+        """Each candidate's ``cutout_size`` stamps (host arrays); ``score`` (S_corr) too when a scorer may read it."""
         if catalog.empty:
-            return []
+            return {}
         size = self.config.cutout_size
         x, y = catalog["x"].to_numpy(), catalog["y"].to_numpy()
+        planes = [("science", sci.image), ("reference", ref.image), ("difference", diff.difference)]
+        if self.scorer is not None and "score" in getattr(self.scorer, "channels", ("score",)):
+            planes.append(("score", diff.score))
         # Cut on the device; only the stamps come back.
-        stamps = {name: to_numpy(cutouts(img, x, y, size=size)) for name, img in
-                  (("science", sci.image), ("reference", ref.image), ("difference", diff.difference))}
+        return {name: to_numpy(cutouts(img, x, y, size=size)) for name, img in planes}
+
+    def _score(self, catalog: pd.DataFrame, stamps: dict) -> tuple[pd.DataFrame, dict]:
+        """The catalog with ``rb`` (NaN without a scorer), and the scoring model's name and version."""
+        if self.scorer is None or catalog.empty:
+            return catalog.assign(rb=np.nan) if not catalog.empty else catalog, {}
+        out = self.scorer(stamps)
+        rb = np.asarray(getattr(out, "scores", out), np.float64).reshape(-1)
+        if rb.shape != (len(catalog),):
+            raise ValueError(f"the scorer returned {rb.shape[0]} scores for {len(catalog)} candidates")
+        model = getattr(out, "model", None) or {}
+        return catalog.assign(rb=rb), {k: model.get(k) for k in ("name", "version") if model.get(k) is not None}
+
+    def _alerts(self, catalog, stamps, diff, sci, rb_model: dict) -> list[Alert]:
+        if catalog.empty:
+            return []
         sign = catalog["sign"].to_numpy()
         likeness = psf_likeness(stamps["difference"] * sign[:, None, None], to_numpy(diff.psf))
         scale = _counts_to_njy(sci.meta)
         band = str(sci.meta.get("band", ""))
         mjd = float(sci.meta.get("mjd", np.nan))
         survey = str(sci.meta.get("survey", ""))
+        scored = self.scorer is not None
+        rb_meta = {f"rb_model_{k}": v for k, v in rb_model.items()}  # which model scored, beside the score
         alerts = []
         for i, row in enumerate(catalog.itertuples(index=False)):
             alert_id = f"{sci.exposure_id}-{i:05d}"
             flux, flux_err = row.flux * scale, row.flux_err * scale
             history = LightCurve(alert_id, [mjd], [band or "r"], [flux], [flux_err], [True], survey=survey)
+            scores = {"psf_likeness": float(likeness[i]), "snr": float(row.snr)}
+            if scored:
+                scores["rb"] = float(row.rb)
             alerts.append(Alert(
                 alert_id=alert_id, object_id=alert_id, survey=survey, mjd=mjd, ra=float(row.ra), dec=float(row.dec),
-                band=band, flux=float(flux), flux_err=float(flux_err), history=history,
-                scores={"psf_likeness": float(likeness[i]), "snr": float(row.snr)},
+                band=band, flux=float(flux), flux_err=float(flux_err), history=history, scores=scores,
                 cutout_science=stamps["science"][i], cutout_reference=stamps["reference"][i],
                 cutout_difference=stamps["difference"][i],
                 meta={"x": float(row.x), "y": float(row.y), "sign": int(row.sign),
-                      "on_streak": bool(row.on_streak), "under_streak": bool(row.under_streak)}))
+                      "on_streak": bool(row.on_streak), "under_streak": bool(row.under_streak), **rb_meta}))
         return alerts
 
 

@@ -6,6 +6,12 @@ by default) once and scores candidates' stamps on the CPU or a GPU: a
 (alert cutouts), in batches.  ``scorer(stamps)`` is what the image pipeline is
 handed (it never imports torch itself).  :meth:`StampScorer.reload_if_moved`
 reloads when the alias has moved to another version.
+
+:func:`fit_stamps` and :meth:`StampScorer.alert_stamps` bring stamps of other
+sizes (Rubin's 30 px cutouts, ZTF's 63x62 ones at a CCD edge) to the model's
+size: centre-cropped or padded with NaN (the model treats NaN as masked).
+:func:`resolve_model` reads a registry URI's version and threshold without
+torch, for drivers that hand a pinned ``models:/NAME/VERSION`` to their workers.
 """
 from __future__ import annotations
 
@@ -20,9 +26,109 @@ from astroray.config import AstrorayConfig, Device
 from astroray.errors import InvalidInputError
 from astroray.stage import Stage
 
-__all__ = ["StampScorerConfig", "StampScores", "StampScorer", "DEFAULT_REALBOGUS_URI"]
+__all__ = ["StampScorerConfig", "StampScores", "StampScorer", "DEFAULT_REALBOGUS_URI", "ALERT_CUTOUTS", "difference_cutout_sign",
+           "fit_stamp", "fit_stamps", "resolve_model"]
 
 DEFAULT_REALBOGUS_URI = "models:/astroray-realbogus@champion"
+
+
+ALERT_CUTOUTS = {"science": "cutout_science", "reference": "cutout_reference", "difference": "cutout_difference"}
+"""The :class:`~astroray.records.Alert` cutout of each stamp channel (alerts carry no S_corr stamp)."""
+
+
+def difference_cutout_sign(alert) -> float:
+    """-1 for a ZTF alert on a negative difference (``isdiffpos`` 'f'), else 1.
+
+    ZTF cuts such a candidate's difference stamp from the inverted difference
+    (template - science, the image it was detected on), where the source is
+    positive; the models read science - reference, as the pipeline makes it.
+    """
+    from astroray.io.ztf import is_positive_difference
+
+    if getattr(alert, "survey", None) == "ztf" and not is_positive_difference(alert.meta.get("isdiffpos")):
+        return -1.0
+    return 1.0
+
+MIN_STAMP_SIZE = 15
+
+
+def fit_stamps(stamps, size: int) -> np.ndarray:
+    """Stamps ``(..., H, W)`` as ``(..., size, size)`` float32: centre-cropped where larger, padded with NaN where
+    smaller (each axis on its own).
+
+    The padding splits as the model's own does (the smaller half first), so a
+    stamp padded here scores as it would unpadded.
+
+    Raises
+    ------
+    InvalidInputError
+        Fewer than 2 dimensions, or a side below 15 pixels.
+    """
+    arr = np.asarray(stamps, np.float32)
+    if arr.ndim < 2:
+        raise InvalidInputError(f"a stamp must be 2-D, got shape {arr.shape}")
+    h, w = arr.shape[-2:]
+    if min(h, w) < MIN_STAMP_SIZE:
+        raise InvalidInputError(f"a stamp of {h}x{w} px is too small (at least {MIN_STAMP_SIZE} px a side)")
+    if (h, w) == (size, size):
+        return arr
+    out = np.full(arr.shape[:-2] + (size, size), np.nan, np.float32)
+    src, dst = [], []
+    for n in (h, w):
+        if n >= size:
+            start = (n - size) // 2
+            src.append(slice(start, start + size))
+            dst.append(slice(0, size))
+        else:
+            pad = size - n
+            src.append(slice(0, n))
+            dst.append(slice(pad // 2, pad // 2 + n))
+    out[(..., *dst)] = arr[(..., *src)]
+    return out
+
+
+def fit_stamp(stamp, size: int) -> np.ndarray:
+    """One 2-D stamp as ``(size, size)`` (:func:`fit_stamps`)."""
+    arr = np.asarray(stamp, np.float32)
+    if arr.ndim != 2:
+        raise InvalidInputError(f"a stamp must be 2-D, got shape {arr.shape}")
+    return fit_stamps(arr, size)
+
+
+def resolve_model(model_uri: str, *, tracking_uri: str | None = None) -> dict:
+    """What a registry URI points at now, without loading the model (no torch).
+
+    Returns ``name``, ``version``, ``run_id``, ``uri`` (the requested one),
+    ``pinned_uri`` (``models:/NAME/VERSION``; the URI itself when it is not a
+    registry URI) and ``metadata`` (with the ``threshold`` logged at training).
+
+    Raises
+    ------
+    ConfigError
+        No such model, version or alias in the store (the message names the store).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from astroray.errors import ConfigError
+    from astroray.tracking import parse_model_uri
+    from astroray.tracking import tracking_uri as resolve_tracking_uri
+
+    target = resolve_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=target)
+    info = {"uri": model_uri, "name": None, "version": None, "run_id": None, "pinned_uri": model_uri,
+            "metadata": {}}
+    try:
+        if model_uri.startswith("models:/"):
+            name, alias = parse_model_uri(model_uri)
+            mv = (client.get_model_version_by_alias(name, alias) if alias
+                  else client.get_model_version(name, model_uri.rsplit("/", 1)[1]))
+            info.update(name=name, version=int(mv.version), run_id=mv.run_id, pinned_uri=f"models:/{name}/{mv.version}")
+        mlflow.set_tracking_uri(target)  # get_model_info reads the global store (as load_torch_model does)
+        info["metadata"] = dict(mlflow.models.get_model_info(info["pinned_uri"]).metadata or {})
+    except MlflowException as exc:
+        raise ConfigError(f"cannot load {model_uri} from {target}: {exc.message}") from None
+    return info
 
 
 class StampScorerConfig(AstrorayConfig):
@@ -95,6 +201,47 @@ class StampScorer(Stage[StampScorerConfig]):
     @property
     def version(self) -> int | None:
         return self.info.get("version")
+
+    @property
+    def stamp_size(self) -> int:
+        """The largest stamp side the model reads (smaller stamps are padded)."""
+        return int(getattr(getattr(self.model, "config", None), "stamp_size", 63))
+
+    def alert_stamps(self, alerts) -> tuple[np.ndarray, list[str | None]]:
+        """The model's channels of each alert's cutouts as ``(n, C, S, S)`` at the model's size, and per alert
+        None or the reason it cannot be scored (its rows are NaN).
+
+        Cutouts of other sizes are fitted with :func:`fit_stamp`.
+        """
+        with self._lock:
+            channels = self.channels
+        size = self.stamp_size
+        out = np.full((len(alerts), len(channels), size, size), np.nan, np.float32)
+        reasons: list[str | None] = []
+        for i, alert in enumerate(alerts):
+            reason = None
+            for c, channel in enumerate(channels):
+                if channel not in ALERT_CUTOUTS:
+                    reason = f"the model reads {channel!r} stamps, which alerts do not carry"
+                    break
+                stamp = getattr(alert, ALERT_CUTOUTS[channel], None)
+                if stamp is None:
+                    reason = f"no {channel} cutout"
+                    break
+                try:
+                    out[i, c] = fit_stamp(stamp, size)
+                    if channel == "difference":
+                        out[i, c] *= difference_cutout_sign(alert)
+                except InvalidInputError as exc:
+                    reason = f"{channel} cutout: {exc.reason}"
+                    break
+            if reason is None and not np.isfinite(out[i, channels.index("difference")]
+                                                  if "difference" in channels else out[i]).any():
+                reason = "no finite pixel in the difference cutout"
+            if reason is not None:
+                out[i] = np.nan
+            reasons.append(reason)
+        return out, reasons
 
     def reload_if_moved(self) -> bool:
         """Reload when the configured alias now points at another version; True if it did."""

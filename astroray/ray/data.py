@@ -141,16 +141,27 @@ class PairProcessor:
         Shared storage on a cluster; a local folder on one machine.
     write_difference : bool, optional
         Also write each difference image D as ``output_dir/difference/<pair_id>.fits``.
+    realbogus : dict, optional
+        :class:`~astroray.models.scoring.StampScorerConfig` as a dict: the model
+        that scores every candidate (the catalog's ``rb``, the alerts'
+        ``scores["rb"]``), loaded once per actor.  Give a pinned
+        ``models:/NAME/VERSION`` and an absolute ``tracking_uri`` (as
+        :func:`~astroray.ray.image_job.run_pairs` does), so every actor reads the same model.
     """
 
     def __init__(self, pipeline_config: dict, output_dir: str, write_difference: bool = True,
-                 read_limits: dict | None = None):
+                 read_limits: dict | None = None, realbogus: dict | None = None):
         from astroray.config import config_from_dict
         from astroray.imaging.pipeline import ImagePipeline, ImagePipelineConfig
         from astroray.io.limits import ReadLimits, current_limits
         from astroray.io.outputs import OutputFolder
 
-        self.pipeline = ImagePipeline(config_from_dict(ImagePipelineConfig, pipeline_config))
+        scorer = None
+        if realbogus:
+            from astroray.models.scoring import StampScorer
+
+            scorer = StampScorer(realbogus)
+        self.pipeline = ImagePipeline(config_from_dict(ImagePipelineConfig, pipeline_config), scorer=scorer)
         self.output_dir = Path(output_dir)
         self.outputs = OutputFolder(self.output_dir)  # every write stays inside output_dir (no link followed)
         self.write_difference = write_difference

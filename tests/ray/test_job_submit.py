@@ -62,6 +62,7 @@ def test_demo_runs_under_ray_job_submit(ray_head, tmp_path):
     home = tmp_path / "home"
     config = tmp_path / "demo.yaml"
     config.write_text("n_pairs: 2\nn_corrupt: 1\nnum_actors: 1\ntrack: true\n"
+                      "realbogus: null\n"  # the fast path: no model to train in a scratch home (test_demo scores)
                       "simulation:\n  shape: [1024, 1024]\n")
     submit = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address",
               f"http://127.0.0.1:{DASHBOARD}", "--working-dir", str(REPO),

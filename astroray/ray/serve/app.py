@@ -10,14 +10,19 @@ import base64
 import binascii
 
 from fastapi import Request
+from fastapi.responses import HTMLResponse
 from fastapi_offline import FastAPIOffline
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from astroray._version import __version__
 from astroray.ray.serve.deployments import DifferencerDeployment
+from astroray.ray.serve.ner import NerDeployment
 from astroray.ray.serve.http import json_body_openapi, raise_for_user_error, read_json_body, reject
 from astroray.ray.serve.schemas import DifferenceRequest, DifferenceResponse, Health, ServeAppConfig
+from astroray.ray.serve.schemas import NerHtmlRequest, NerRequest, NerResponse
+from astroray.ray.serve.schemas import ClassifyRequest, ClassifyResponse
+from astroray.ray.serve.schemas import RealBogusRequest, RealBogusResponse
 
 __all__ = ["Ingress", "build_app", "api"]
 
@@ -76,6 +81,60 @@ class Ingress:
                                                        max_detections=req.max_detections)
         return DifferenceResponse(**raise_for_user_error(out, route=route))
 
+    @api.post("/ner", response_model=NerResponse, openapi_extra=json_body_openapi(NerRequest),
+              responses={404: {"description": "no NER model in this application"},
+                         413: {"description": "request, a text or the number of texts too large"},
+                         422: {"description": "bad input (not UTF-8 JSON, not a list of strings)"}})
+    async def ner(self, request: Request) -> NerResponse:
+        """Source, event and facility names in each text, with character offsets and normalised names."""
+        route = "/ner"
+        handle = self._require(self.ner, "NER", route)
+        req = await read_json_body(request, NerRequest, limit=self.max_request_bytes,
+                                   timeout_s=self.request_timeout_s, route=route)
+        if req.ids is not None and len(req.ids) != len(req.texts):
+            reject(422, f"{len(req.ids)} ids for {len(req.texts)} texts: give one id per text, or none", route=route)
+        out = raise_for_user_error(await handle.find.remote(req.texts), route=route)
+        ids = req.ids if req.ids is not None else [str(i) for i in range(len(req.texts))]
+        return NerResponse(model=out["model"], results=[{"id": i, "entities": ents}
+                                                        for i, ents in zip(ids, out["results"])])
+
+    @api.post("/ner/html", response_class=HTMLResponse, openapi_extra=json_body_openapi(NerHtmlRequest),
+              responses={404: {"description": "no NER model in this application"},
+                         413: {"description": "request or text too large"}, 422: {"description": "bad input"}})
+    async def ner_html(self, request: Request) -> HTMLResponse:
+        """One text with its names marked, as a displaCy HTML page for people."""
+        route = "/ner/html"
+        handle = self._require(self.ner, "NER", route)
+        req = await read_json_body(request, NerHtmlRequest, limit=self.max_request_bytes,
+                                   timeout_s=self.request_timeout_s, route=route)
+        return HTMLResponse(raise_for_user_error(await handle.html.remote(req.text), route=route))
+
+    @api.post("/classify", response_model=ClassifyResponse, openapi_extra=json_body_openapi(ClassifyRequest),
+              responses={404: {"description": "no light-curve classifier in this application"},
+                         413: {"description": "request too large"},
+                         422: {"description": "bad input (lists of unequal length, a NaN time, ...)"}})
+    async def classify(self, request: Request) -> ClassifyResponse:
+        """Calibrated class probabilities of light curves (JSON lists per light curve), from the registered
+        light-curve transformer."""
+        route = "/classify"
+        handle = self._require(self.classifier, "light-curve classifier", route)
+        req = await read_json_body(request, ClassifyRequest, limit=self.max_request_bytes,
+                                   timeout_s=self.request_timeout_s, route=route)
+        items = [lc.model_dump() for lc in req.lightcurves]
+        return ClassifyResponse(**raise_for_user_error(await handle.classify.remote(items), route=route))
+
+    @api.post("/realbogus", response_model=RealBogusResponse, openapi_extra=json_body_openapi(RealBogusRequest),
+              responses={404: {"description": "no real/bogus model in this application"},
+                         413: {"description": "request too large, too many stamps or stamps too large"},
+                         422: {"description": "bad input (not base64 .npy or numbers, wrong shape or channels)"}})
+    async def realbogus(self, request: Request) -> RealBogusResponse:
+        """Real/bogus scores of candidate stamps from the registered model (``models:/astroray-realbogus@champion``)."""
+        route = "/realbogus"
+        handle = self._require(self.realbogus, "real/bogus", route)
+        req = await read_json_body(request, RealBogusRequest, limit=self.max_request_bytes,
+                                   timeout_s=self.request_timeout_s, route=route)
+        return RealBogusResponse(**raise_for_user_error(await handle.score.remote(req.stamps, req.ids), route=route))
+
 
 def _serve_limits(args: ServeAppConfig):
     from astroray.io.limits import ReadLimits
@@ -86,11 +145,48 @@ def _serve_limits(args: ServeAppConfig):
     return ReadLimits(max_file_mb=bound, max_decompressed_mb=bound)
 
 
+def _classifier(section):
+    """The light-curve classifier deployment of the ``classifier:`` section (torch is imported only here)."""
+    from astroray.ray.serve.classifier import LightCurveClassifierDeployment
+    from astroray.tracking import tracking_uri
+
+    options = {"num_gpus": section.num_gpus} if section.num_gpus else {}
+    # the store is resolved here: replicas may not share this process's environment (ASTRORAY_HOME)
+    return LightCurveClassifierDeployment.options(ray_actor_options=options).bind(
+        {"model_uri": section.model_uri, "tracking_uri": tracking_uri(section.tracking_uri), "device": section.device},
+        max_batch_size=section.max_batch_size, batch_wait_timeout_s=section.batch_wait_timeout_s,
+        reload_check_s=section.reload_check_s)
+
+
+def _realbogus(section):
+    """The real/bogus deployment of the ``realbogus:`` section (its model in ``user_config``: see reconfigure)."""
+    from astroray.ray.serve.realbogus import RealBogusDeployment, scorer_user_config
+
+    options = {"num_gpus": section.num_gpus} if section.num_gpus else {}
+    return RealBogusDeployment.options(ray_actor_options=options, user_config=scorer_user_config(section)).bind(
+        max_batch_size=section.max_batch_size, batch_wait_timeout_s=section.batch_wait_timeout_s)
+
+
+def _differencer_scoring(args: ServeAppConfig) -> dict:
+    """The differencer's in-process scorer: the ``realbogus:`` section's model, when there is one."""
+    if args.realbogus is None:
+        return {}
+    from astroray.ray.serve.realbogus import scorer_user_config
+
+    return {"realbogus": scorer_user_config(args.realbogus)["scorer"], "reload_check_s": args.realbogus.reload_check_s}
+
+
 def build_app(args: ServeAppConfig) -> serve.Application:
     """Compose the deployments behind the ingress (``import_path`` of ``configs/serve.yaml``)."""
     if isinstance(args, dict):  # `serve.run(build_app({...}))` from Python
         args = ServeAppConfig.model_validate(args)
     differencer = DifferencerDeployment.options(
         ray_actor_options={"num_gpus": args.differencer_num_gpus} if args.differencer_num_gpus else {}
-    ).bind(args.pipeline.model_dump(mode="json"), read_limits=_serve_limits(args).model_dump(mode="json"))
-    return Ingress.bind(differencer, max_request_mb=args.max_request_mb, request_timeout_s=args.request_timeout_s)
+    ).bind(args.pipeline.model_dump(mode="json"), read_limits=_serve_limits(args).model_dump(mode="json"),
+           **_differencer_scoring(args))
+    ner = None if args.ner is None else NerDeployment.bind(args.ner.model_dump(mode="json"))
+    classifier = None if args.classifier is None else _classifier(args.classifier)
+    realbogus = None if args.realbogus is None else _realbogus(args.realbogus)
+    return Ingress.bind(differencer, ner=ner, classifier=classifier, realbogus=realbogus,
+                        max_request_mb=args.max_request_mb,
+                        request_timeout_s=args.request_timeout_s)

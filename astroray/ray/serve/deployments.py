@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 from ray import serve
 
@@ -21,10 +22,25 @@ def _finite(v):
 
 @serve.deployment(name="differencer", max_ongoing_requests=4)
 class DifferencerDeployment:
-    """Background, difference, detection and scoring of one exposure pair (GPU when configured)."""
+    """Background, difference, detection and scoring of one exposure pair (GPU when configured).
 
-    def __init__(self, pipeline_config: dict, read_limits: dict | None = None):
-        self.pipeline = ImagePipeline(config_from_dict(ImagePipelineConfig, pipeline_config, source="serve args"))
+    ``realbogus`` (a :class:`~astroray.models.scoring.StampScorerConfig` dict, as
+    :func:`~astroray.ray.serve.realbogus.scorer_user_config` gives under ``scorer``):
+    every detection is scored in-process by that model (``rb``), which is
+    reloaded when its alias moves (checked every ``reload_check_s`` seconds).
+    """
+
+    def __init__(self, pipeline_config: dict, read_limits: dict | None = None, realbogus: dict | None = None,
+                 reload_check_s: float = 30.0):
+        self.scorer = None
+        if realbogus:
+            from astroray.models.scoring import StampScorer
+
+            self.scorer = StampScorer(realbogus)
+        self.reload_check_s = float(reload_check_s)
+        self._checked = time.monotonic()
+        self.pipeline = ImagePipeline(config_from_dict(ImagePipelineConfig, pipeline_config, source="serve args"),
+                                      scorer=self.scorer)
         # Bounds on reading the uploaded FITS (gzip expansion, size); the header is checked before any data is read.
         self.read_limits = ReadLimits.model_validate(read_limits) if read_limits else ReadLimits.from_env()
 
@@ -34,6 +50,9 @@ class DifferencerDeployment:
         """Run the pair; bad input comes back as a :class:`~astroray.ray.serve.http.UserError` (a 4xx at the ingress)."""
         ref = read_exposure(reference_fits, name="reference", limits=self.read_limits)
         sci = read_exposure(science_fits, name="science", limits=self.read_limits)
+        if self.scorer is not None and time.monotonic() - self._checked >= self.reload_check_s:
+            self._checked = time.monotonic()
+            self.scorer.reload_if_moved()  # the pipeline holds this scorer: it scores with the new version
         result = self.pipeline.run(ref, sci)
         cat = result.catalog
         detections = []
@@ -43,12 +62,14 @@ class DifferencerDeployment:
                 flux=alert.flux if math.isfinite(alert.flux) else 0.0,
                 flux_err=alert.flux_err if math.isfinite(alert.flux_err) else 0.0,
                 snr=alert.scores["snr"], sign=alert.meta["sign"], psf_likeness=alert.scores["psf_likeness"],
-                on_streak=bool(alert.meta.get("on_streak", False))))
+                on_streak=bool(alert.meta.get("on_streak", False)), rb=_finite(alert.scores.get("rb", math.nan))))
         out = dict(science_id=sci.exposure_id, n_detections=len(cat), detections=detections,
                    flux_ratio=_finite(getattr(result.difference, "flux_ratio", float("nan"))),
                    method=str(result.difference.method), device=str(result.difference.device),
                    timings_ms=result.timings_ms, difference_fits=None,
                    streaks=[[s.x0, s.y0, s.x1, s.y1, s.half_width] for s in result.streaks])
+        if self.scorer is not None:
+            out["realbogus_model"] = {"name": self.scorer.info.get("name"), "version": self.scorer.version}
         if return_difference:
             import base64
             import io
