@@ -14,33 +14,17 @@ with the alias champion.
 
 Exit status 0 on success, 2 on a bad config or data.
 """
-import argparse
-import json
 import sys
 
-from astroray.config import load_config
-from astroray.errors import AstrorayError
+from astroray.ray.model_jobs import run_model_job
 
 
 def main(argv=None) -> int:
     from astroray.ray.train_lightcurves import TrainLightCurvesConfig, train_lightcurves
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None, help="training YAML (default: built-in defaults)")
-    parser.add_argument("--data", default=None, help="folder of labelled rows (overrides the config's data)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (absolute); default $ASTRORAY_HOME")
-    parser.add_argument("--no-register", action="store_true", help="log the model but do not move the champion")
-    args = parser.parse_args(argv)
-    overrides = {k: v for k, v in (("data", args.data), ("tracking_uri", args.tracking_uri)) if v}
-    if args.no_register:
-        overrides["register_model"] = False
-    try:
-        summary = train_lightcurves(load_config(args.config, TrainLightCurvesConfig, **overrides))
-    except AstrorayError as exc:
-        print(f"train_lightcurves failed: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+    return run_model_job(argv, doc=__doc__, name="train_lightcurves", config_class=TrainLightCurvesConfig, run=train_lightcurves,
+                         config_help="training YAML (default: built-in defaults)",
+                         data_option=("--data", "data", "folder of labelled rows (overrides the config's data)"))
 
 
 if __name__ == "__main__":
