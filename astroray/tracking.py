@@ -18,7 +18,7 @@ from astroray.errors import ConfigError
 
 __all__ = ["tracking_uri", "artifact_location", "setup_mlflow", "check_tracking_uri", "REGISTERED_MODELS",
            "CHAMPION_ALIAS", "flatten_params", "log_figure_files", "log_torch_model", "register_champion",
-           "alias_version", "parse_model_uri", "load_torch_model", "epoch_metrics_callback"]
+           "alias_version", "parse_model_uri", "load_logged_model", "load_torch_model", "epoch_metrics_callback"]
 
 CHAMPION_ALIAS = "champion"
 REGISTERED_MODELS = {
@@ -179,10 +179,12 @@ def parse_model_uri(model_uri: str) -> tuple[str, str | None]:
     return rest.split("/", 1)[0], None
 
 
-def load_torch_model(model_uri: str, *, device: str = "cpu", uri: str | None = None):
-    """Load a logged torch model (``models:/NAME@champion``, ``runs:/...``) onto ``device``, with its version.
+def load_logged_model(model_uri: str, load, *, uri: str | None = None):
+    """Resolve ``model_uri`` in the store and load it with ``load(resolved_uri)`` (an MLflow flavour's loader).
 
-    Returns ``(model, info)``; ``info`` holds ``name``, ``version``, ``run_id`` and the logged ``metadata``.
+    An alias is resolved once and the version read is pinned, whatever the
+    alias does next.  Returns ``(model, info)``; ``info`` holds ``uri``,
+    ``name``, ``version``, ``run_id``, ``resolved`` and the logged ``metadata``.
 
     Raises
     ------
@@ -203,12 +205,24 @@ def load_torch_model(model_uri: str, *, device: str = "cpu", uri: str | None = N
             mv = (client.get_model_version_by_alias(name, alias) if alias
                   else client.get_model_version(name, model_uri.rsplit("/", 1)[1]))
             info.update(name=name, version=int(mv.version), run_id=mv.run_id)
-            resolved = f"models:/{name}/{mv.version}"  # pin the version we read, whatever the alias does next
-        model_info = mlflow.models.get_model_info(resolved)
-        info["metadata"] = dict(model_info.metadata or {})
-        model = mlflow.pytorch.load_model(resolved, map_location=device)
+            resolved = f"models:/{name}/{mv.version}"
+        info["metadata"] = dict(mlflow.models.get_model_info(resolved).metadata or {})
+        model = load(resolved)
     except MlflowException as exc:
         raise ConfigError(f"cannot load {model_uri} from {target}: {exc.message}") from None
+    info["resolved"] = resolved
+    return model, info
+
+
+def load_torch_model(model_uri: str, *, device: str = "cpu", uri: str | None = None):
+    """Load a logged torch model (``models:/NAME@champion``, ``runs:/...``) onto ``device``, in eval mode.
+
+    Returns ``(model, info)`` as :func:`load_logged_model`.
+    """
+    import mlflow
+
+    model, info = load_logged_model(model_uri, lambda resolved: mlflow.pytorch.load_model(resolved, map_location=device),
+                                    uri=uri)
     model.eval()
     return model, info
 

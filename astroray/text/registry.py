@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -86,32 +86,15 @@ def load_ner_model(model_uri: str = DEFAULT_NER_URI, *, tracking_uri: str | None
         No such model, version or alias in the store (the message names the store).
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     import astroray.text.pipeline  # noqa: F401  (registers the tokenizer and components for spacy.load)
-    from astroray.tracking import parse_model_uri, tracking_uri as resolve
+    from astroray.tracking import load_logged_model, tracking_uri as resolve
 
     target = resolve(tracking_uri)
     if not _store_exists(target):
         raise ConfigError(f"cannot load {model_uri}: there is no MLflow store at {target} (train one with "
                           "jobs/train_ner.py, or use the rules)")
-    mlflow.set_tracking_uri(target)
-    client = mlflow.MlflowClient(tracking_uri=target)
-    info: dict[str, Any] = {"uri": model_uri, "name": None, "version": None, "run_id": None, "metadata": {}}
-    resolved = model_uri
-    try:
-        if model_uri.startswith("models:/"):
-            name, alias = parse_model_uri(model_uri)
-            mv = (client.get_model_version_by_alias(name, alias) if alias
-                  else client.get_model_version(name, model_uri.rsplit("/", 1)[1]))
-            info.update(name=name, version=int(mv.version), run_id=mv.run_id)
-            resolved = f"models:/{name}/{mv.version}"
-        info["metadata"] = dict(mlflow.models.get_model_info(resolved).metadata or {})
-        nlp = mlflow.spacy.load_model(resolved)
-    except MlflowException as exc:
-        raise ConfigError(f"cannot load {model_uri} from {target}: {exc.message}") from None
-    info["resolved"] = resolved
-    return nlp, info
+    return load_logged_model(model_uri, mlflow.spacy.load_model, uri=target)
 
 
 class NerFinderConfig(AstrorayConfig):
