@@ -291,7 +291,7 @@ def difference_files(science, reference, out_dir: str | os.PathLike, *, config: 
     summary = products.pop("summary_dict")
     summary["timings_ms"]["total"] = 1e3 * (time.perf_counter() - t_start)
     summary["paths"] = {kind: str(out.resolve() / PAIR_FILES[kind]) for kind in [*products, "summary"]}
-    products["summary"] = json.dumps(summary, indent=2, default=_json_default).encode()
+    products["summary"] = json.dumps(summary, indent=2, default=json_default).encode()
     outputs = OutputFolder(out)
     try:
         for kind, data in products.items():
@@ -399,7 +399,8 @@ def overview_png(res: SurveyPairResult, *, title: str = "", dpi: int = 80) -> by
     return buf.getvalue()
 
 
-def _json_default(value):
+def json_default(value):
+    """``json.dumps`` ``default=`` for summaries holding NumPy scalars and arrays."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from astroray.errors import InvalidInputError
+from astroray.imaging.survey_pair import json_default
 from astroray.ray.data import PAIR_STATUS_COLUMNS, PairProcessor
 
 __all__ = ["SurveyPairProcessor", "SURVEY_STATUS_COLUMNS"]
@@ -91,12 +92,5 @@ class SurveyPairProcessor(PairProcessor):
         return status("ok", "", n_detections=summary["n_detections"], n_alerts=summary["n_alerts"],
                       n_streaks=summary["n_streaks"],
                       stage_ms=json.dumps({k: round(float(v), 1) for k, v in stage_ms.items()}),
-                      survey_summary=json.dumps(summary, default=_json_default))
+                      survey_summary=json.dumps(summary, default=json_default))
 
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
