@@ -1136,6 +1136,24 @@ class LightCurveClassifier:
             table = table.append_column(name, pa.array(arr, pa.float64()))
         return table
 
+    def context_inputs(self, lightcurves) -> dict[str, np.ndarray] | None:
+        """The per-object inputs the model was trained with beside the points (its logged ``context_features``
+        recipe: ``{column: {"feature": NAME, "config": FeatureConfig}}``), computed from each light curve (or
+        alert history) itself; None when the model reads none.  Pass as ``run(data, extra=...)``."""
+        recipe = (self.info.get("metadata") or {}).get("context_features")
+        if not recipe:
+            return None
+        from astroray.lightcurves import FeatureConfig, FeatureExtractor
+
+        out: dict[str, np.ndarray] = {}
+        tables: dict[str, Any] = {}
+        for column, spec in recipe.items():
+            key = repr(sorted(spec["config"].items()))
+            if key not in tables:
+                tables[key] = FeatureExtractor(FeatureConfig(**spec["config"])).run(lightcurves)
+            out[column] = np.asarray(tables[key].column(spec["feature"]), dtype=np.float64)
+        return out
+
     def run(self, data: Any, *, extra: Mapping[str, Any] | None = None) -> LightCurvePredictions:
         """Calibrated class probabilities of every light curve in ``data`` (see the class docstring).
 

@@ -31,7 +31,6 @@ import stat
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +40,7 @@ from astroray.config import AstrorayConfig, Device
 from astroray.errors import ConfigError, InvalidInputError
 
 __all__ = ["ClassifyLightCurvesConfig", "LightCurveFileClassifier", "classify_lightcurves", "list_inputs",
-           "CLASSIFIED_COLUMNS", "context_extra"]
+           "CLASSIFIED_COLUMNS"]
 
 CLASSIFIED_SCHEMA = pa.schema([
     ("path", pa.string()), ("status", pa.string()), ("reason", pa.string()), ("object_id", pa.string()),
@@ -129,23 +128,6 @@ def _manifest_row(path: str, status: str, reason: str, n_objects: int, n_quarant
             "n_quarantined_objects": n_quarantined}
 
 
-def context_extra(lightcurves, recipe: dict | None) -> dict[str, np.ndarray] | None:
-    """The per-object model inputs of ``recipe`` (``{column: {"feature": NAME, "config": FeatureConfig}}``,
-    logged with the model as ``context_features``) computed from each light curve itself."""
-    if not recipe:
-        return None
-    from astroray.lightcurves import FeatureConfig, FeatureExtractor
-
-    out: dict[str, np.ndarray] = {}
-    tables: dict[str, Any] = {}
-    for column, spec in recipe.items():
-        key = repr(sorted(spec["config"].items()))
-        if key not in tables:
-            tables[key] = FeatureExtractor(FeatureConfig(**spec["config"])).run(lightcurves)
-        out[column] = np.asarray(tables[key].column(spec["feature"]), dtype=np.float64)
-    return out
-
-
 # --------------------------------------------------------------------------- the actor
 
 
@@ -164,7 +146,6 @@ class LightCurveFileClassifier:
         from astroray.models.lc_transformer import LightCurveClassifier
 
         self.classifier = LightCurveClassifier(classifier_config)
-        self.recipe = (self.classifier.info.get("metadata") or {}).get("context_features") or {}
         self.read_limits = ReadLimits.model_validate(read_limits) if read_limits else current_limits()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
@@ -216,7 +197,7 @@ class LightCurveFileClassifier:
         return out
 
     def _rows(self, path: str, lightcurves: list) -> list[dict]:
-        preds = self.classifier.run(lightcurves, extra=context_extra(lightcurves, self.recipe))
+        preds = self.classifier.run(lightcurves, extra=self.classifier.context_inputs(lightcurves))
         version = preds.model.get("version")
         predicted = preds.predicted
         return [{"path": path, "status": "ok", "reason": "", "object_id": str(preds.object_ids[i]),

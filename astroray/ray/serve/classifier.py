@@ -144,10 +144,7 @@ class LightCurveClassifierDeployment:
 
     @staticmethod
     def _run(classifier, lightcurves):
-        from astroray.ray.classify import context_extra
-
-        recipe = (classifier.info.get("metadata") or {}).get("context_features")
-        return classifier.run(lightcurves, extra=context_extra(lightcurves, recipe))
+        return classifier.run(lightcurves, extra=classifier.context_inputs(lightcurves))
 
     @staticmethod
     def _answer(classifier, preds, start: int, n: int) -> dict:
