@@ -280,7 +280,8 @@ def _cmd_score(args) -> int:
 
 
 def _add_classify(sub) -> None:
-    classify = _add(sub, "classify", "classify light curves with a registered model", "Classify light curves.")
+    classify = _add(sub, "classify", "classify light curves or alerts with registered models",
+                    "Classify light curves, or score alerts.")
     classify_sub = classify.add_subparsers(dest="classify_command", metavar="CLASSIFY_COMMAND", required=True)
     p = _add(classify_sub, "lightcurves", "calibrated class probabilities of every light curve under PATH", """
         Classify every object in light-curve files with the light-curve transformer (default
@@ -308,6 +309,45 @@ def _add_classify(sub) -> None:
     p.add_argument("--num-gpus-per-actor", type=float, default=0.0, metavar="F", help="GPU share of each actor")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_classify)
+    p = _add(classify_sub, "alerts", "real/bogus, class, rare-event and anomaly scores of every alert under PATH", """
+        Score every alert in alert files (ZTF and Rubin Avro, Fink/Rubin Parquet, JSON), many files at once
+        with Ray Data, with the registered models (default the champions of $ASTRORAY_HOME/mlflow.db:
+        astroray-realbogus on the cutouts, astroray-lc-transformer and astroray-protonet on the history).
+        Writes under OUT: predictions/ (Parquet, one row per alert keyed by alert_id), manifest.parquet (every
+        input with its status), quarantine.parquet (bad files, repeated alert ids) and summary.json. The same
+        as jobs/classify_alerts.py (whose --config sets every option). Exit status 0 when every alert file was
+        scored, 1 otherwise.""", """
+        examples:
+          astroray classify alerts --input ../shared/data/alerts --out night-scores
+          astroray classify alerts --input night/ --out scores --no-rare-events --overwrite""")
+    p.add_argument("--input", required=True, metavar="PATH", help="an alert file, or a folder of them")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (empty or missing unless --overwrite)")
+    p.add_argument("--config", metavar="FILE", help="a classify_alerts YAML (configs/classify_alerts.yaml)")
+    p.add_argument("--tracking-uri", metavar="URI", help="MLflow store of the models (default $MLFLOW_TRACKING_URI, "
+                                                         "else $ASTRORAY_HOME/mlflow.db)")
+    for part, what in (("realbogus", "real/bogus"), ("classifier", "light-curve class"),
+                       ("rare-events", "rare-event and anomaly")):
+        p.add_argument(f"--no-{part}", action="store_true", help=f"skip the {what} scores")
+    p.add_argument("--overwrite", action="store_true", help="replace the job's earlier outputs in OUT")
+    p.set_defaults(func=_cmd_classify_alerts)
+
+
+def _cmd_classify_alerts(args) -> int:
+    from astroray.config import load_config
+    from astroray.ray.alerts_job import ClassifyAlertsConfig, classify_alerts
+
+    cfg = load_config(args.config, ClassifyAlertsConfig)
+    scorer = {}
+    if args.tracking_uri:
+        scorer["tracking_uri"] = args.tracking_uri
+    for part in ("realbogus", "classifier", "rare_events"):
+        if getattr(args, f"no_{part}"):
+            scorer[part] = None
+    if scorer:
+        cfg = cfg.with_updates(scorer=cfg.scorer.with_updates(**scorer))
+    summary = classify_alerts(args.input, args.out, cfg, overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0 if summary["files_quarantined"] + summary["files_failed"] + summary["files_lost"] == 0 else 1
 
 
 def _cmd_classify(args) -> int:

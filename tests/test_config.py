@@ -68,6 +68,7 @@ SHIPPED = {
     "tune_ner.yaml": "astroray.ray.ner:TuneNerConfig",
     "train_lightcurves.yaml": "astroray.ray.train_lightcurves:TrainLightCurvesConfig",
     "tune_lightcurves.yaml": "astroray.ray.train_lightcurves:TuneLightCurvesConfig",
+    "classify_alerts.yaml": "astroray.ray.alerts_job:ClassifyAlertsConfig",
 }
 """Each shipped job config and the model that validates it (serve.yaml is checked through Serve's args)."""
 
@@ -86,10 +87,16 @@ def test_shipped_configs_validate():
     assert found - {"serve.yaml"} <= set(SHIPPED), f"configs without a validating model here: {found - set(SHIPPED)}"
     for name, target in SHIPPED.items():
         module, cls = target.split(":")
-        load_config(root / name, getattr(importlib.import_module(module), cls))
+        cfg = load_config(root / name, getattr(importlib.import_module(module), cls))
+        if hasattr(cfg, "scorer"):  # the alert scorer's model sections validate when the scorer is built
+            for section in ("realbogus", "classifier", "rare_events"):
+                cfg.scorer.section(section)
     serve_cfg = yaml.safe_load((root / "serve.yaml").read_text())
     for app in serve_cfg["applications"]:
-        ServeAppConfig.model_validate(app["args"])
+        args = ServeAppConfig.model_validate(app["args"])
+        if args.alerts is not None:
+            for section in ("realbogus", "classifier", "rare_events"):
+                args.alerts.scorer.section(section)
 
 
 def test_results_outlive_a_ray_job_working_dir_copy(tmp_path, monkeypatch):
