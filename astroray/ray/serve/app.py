@@ -13,16 +13,18 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi_offline import FastAPIOffline
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from astroray._version import __version__
 from astroray.ray.serve.deployments import DifferencerDeployment
 from astroray.ray.serve.ner import NerDeployment
-from astroray.ray.serve.http import json_body_openapi, raise_for_user_error, read_json_body, reject
+from astroray.ray.serve.http import json_body_openapi, raise_for_user_error, read_body, read_json_body, reject
 from astroray.ray.serve.schemas import DifferenceRequest, DifferenceResponse, Health, ServeAppConfig
 from astroray.ray.serve.schemas import NerHtmlRequest, NerRequest, NerResponse
 from astroray.ray.serve.schemas import ClassifyRequest, ClassifyResponse
 from astroray.ray.serve.schemas import RealBogusRequest, RealBogusResponse
+from astroray.ray.serve.schemas import AlertsResponse
 
 __all__ = ["Ingress", "build_app", "api"]
 
@@ -41,19 +43,34 @@ def _decode(name: str, text: str, route: str) -> bytes:
         reject(422, f"{name}: not valid base64", route=route)
 
 
-@serve.deployment(name="ingress", max_ongoing_requests=16)
+_ALERTS_BODY = {"requestBody": {"required": True, "content": {
+    "application/avro": {"schema": {"type": "string", "format": "binary"},
+                         "example": "an Avro container file of ZTF or Rubin alert packets"},
+    "application/json": {"schema": {"oneOf": [{"type": "object", "description": "one alert packet (ZTF: candidate, "
+                                                                                  "prv_candidates, cutout*; Rubin: "
+                                                                                  "diaSource, ...)"},
+                                              {"type": "array", "items": {"type": "object"}}]}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"},
+                                 "description": "Avro or Parquet alert files, recognised by their content"}}}}
+
+
+# Past max_ongoing_requests, requests wait in a bounded queue; past that the proxy answers 503 at once
+# (overload is refused, never queued without bound).
+@serve.deployment(name="ingress", max_ongoing_requests=64, max_queued_requests=256)
 @serve.ingress(api)
 class Ingress:
     """FastAPI front door; holds one handle per inference deployment."""
 
     def __init__(self, differencer: DeploymentHandle, *, realbogus: DeploymentHandle | None = None,
                  classifier: DeploymentHandle | None = None, ner: DeploymentHandle | None = None,
-                 max_request_mb: float = 256.0, request_timeout_s: float = 30.0):
+                 alerts: DeploymentHandle | None = None, max_request_mb: float = 256.0,
+                 request_timeout_s: float = 30.0):
         # model deployments are optional: an app without a model configured serves /difference alone
         self.differencer = differencer
         self.realbogus = realbogus
         self.classifier = classifier
         self.ner = ner
+        self.alerts = alerts
         self.max_request_bytes = int(max_request_mb * 2**20)
         self.request_timeout_s = float(request_timeout_s)
 
@@ -65,7 +82,8 @@ class Ingress:
 
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> Health:
-        present = [name for name in ("differencer", "realbogus", "classifier", "ner") if getattr(self, name) is not None]
+        present = [name for name in ("differencer", "realbogus", "classifier", "ner", "alerts")
+                   if getattr(self, name) is not None]
         return Health(status="ok", version=__version__, deployments=present)
 
     @api.post("/difference", response_model=DifferenceResponse, openapi_extra=json_body_openapi(DifferenceRequest),
@@ -136,6 +154,47 @@ class Ingress:
         return RealBogusResponse(**raise_for_user_error(await handle.score.remote(req.stamps, req.ids), route=route))
 
 
+    @api.post("/alerts", response_model=AlertsResponse, response_model_by_alias=True,
+              openapi_extra=_ALERTS_BODY,
+              responses={404: {"description": "no alert scorer in this application"},
+                         413: {"description": "request too large, or more alerts than max_alerts"},
+                         422: {"description": "malformed packets (not Avro/JSON/Parquet alerts, a missing field)"},
+                         503: {"description": "overloaded (retry later), or the models are not registered yet"}})
+    async def alerts(self, request: Request) -> AlertsResponse:
+        """Real/bogus on the cutouts, class probabilities on the history, rare-event and anomaly scores of one or
+        many ZTF or Rubin alert packets (an Avro container, JSON, or Parquet), in one response."""
+        route = "/alerts"
+        handle = self._require(self.alerts, "alert scorer", route)
+        body = await read_body(request, limit=self.max_request_bytes, timeout_s=self.request_timeout_s, route=route)
+        try:
+            out = await handle.score.remote(body)
+        except BackPressureError:
+            reject(503, "the alert scorer's queue is full: retry later (the deployment's max_queued_requests)",
+                   route=route)
+        return raise_for_user_error(out, route=route)
+
+
+def _options(args: ServeAppConfig, name: str, *, num_gpus: float = 0.0) -> dict:
+    """``Deployment.options`` of deployment ``name`` from the app's ``deployments:`` section (and its GPU share)."""
+    from astroray.ray.serve.schemas import ReplicaOptions
+
+    return args.deployments.get(name, ReplicaOptions()).serve_options(num_gpus=num_gpus)
+
+
+def _alerts(args: ServeAppConfig):
+    """The alert deployment of the ``alerts:`` section, each model's store made absolute here (replicas may not
+    share this process's ``ASTRORAY_HOME``)."""
+    from astroray.ray.serve.alerts import AlertsDeployment
+    from astroray.tracking import tracking_uri
+
+    section = args.alerts
+    scorer = section.scorer.with_updates(tracking_uri=tracking_uri(section.scorer.tracking_uri))
+    return AlertsDeployment.options(**_options(args, "alerts", num_gpus=section.num_gpus)).bind(
+        scorer.model_dump(mode="json"), max_alerts=section.max_alerts, max_batch_size=section.max_batch_size,
+        batch_wait_timeout_s=section.batch_wait_timeout_s, reload_check_s=section.reload_check_s,
+        read_limits=_serve_limits(args).model_dump(mode="json"))
+
+
 def _serve_limits(args: ServeAppConfig):
     from astroray.io.limits import ReadLimits
 
@@ -145,25 +204,26 @@ def _serve_limits(args: ServeAppConfig):
     return ReadLimits(max_file_mb=bound, max_decompressed_mb=bound)
 
 
-def _classifier(section):
+def _classifier(args: ServeAppConfig):
     """The light-curve classifier deployment of the ``classifier:`` section (torch is imported only here)."""
     from astroray.ray.serve.classifier import LightCurveClassifierDeployment
     from astroray.tracking import tracking_uri
 
-    options = {"num_gpus": section.num_gpus} if section.num_gpus else {}
+    section = args.classifier
     # the store is resolved here: replicas may not share this process's environment (ASTRORAY_HOME)
-    return LightCurveClassifierDeployment.options(ray_actor_options=options).bind(
+    return LightCurveClassifierDeployment.options(**_options(args, "classifier", num_gpus=section.num_gpus)).bind(
         {"model_uri": section.model_uri, "tracking_uri": tracking_uri(section.tracking_uri), "device": section.device},
         max_batch_size=section.max_batch_size, batch_wait_timeout_s=section.batch_wait_timeout_s,
         reload_check_s=section.reload_check_s)
 
 
-def _realbogus(section):
+def _realbogus(args: ServeAppConfig):
     """The real/bogus deployment of the ``realbogus:`` section (its model in ``user_config``: see reconfigure)."""
     from astroray.ray.serve.realbogus import RealBogusDeployment, scorer_user_config
 
-    options = {"num_gpus": section.num_gpus} if section.num_gpus else {}
-    return RealBogusDeployment.options(ray_actor_options=options, user_config=scorer_user_config(section)).bind(
+    section = args.realbogus
+    return RealBogusDeployment.options(**_options(args, "realbogus", num_gpus=section.num_gpus),
+                                       user_config=scorer_user_config(section)).bind(
         max_batch_size=section.max_batch_size, batch_wait_timeout_s=section.batch_wait_timeout_s)
 
 
@@ -180,13 +240,14 @@ def build_app(args: ServeAppConfig) -> serve.Application:
     """Compose the deployments behind the ingress (``import_path`` of ``configs/serve.yaml``)."""
     if isinstance(args, dict):  # `serve.run(build_app({...}))` from Python
         args = ServeAppConfig.model_validate(args)
-    differencer = DifferencerDeployment.options(
-        ray_actor_options={"num_gpus": args.differencer_num_gpus} if args.differencer_num_gpus else {}
-    ).bind(args.pipeline.model_dump(mode="json"), read_limits=_serve_limits(args).model_dump(mode="json"),
+    differencer = DifferencerDeployment.options(**_options(args, "differencer",
+                                                           num_gpus=args.differencer_num_gpus)).bind(args.pipeline.model_dump(mode="json"), read_limits=_serve_limits(args).model_dump(mode="json"),
            **_differencer_scoring(args))
-    ner = None if args.ner is None else NerDeployment.bind(args.ner.model_dump(mode="json"))
-    classifier = None if args.classifier is None else _classifier(args.classifier)
-    realbogus = None if args.realbogus is None else _realbogus(args.realbogus)
-    return Ingress.bind(differencer, ner=ner, classifier=classifier, realbogus=realbogus,
-                        max_request_mb=args.max_request_mb,
-                        request_timeout_s=args.request_timeout_s)
+    ner = None if args.ner is None else NerDeployment.options(**_options(args, "ner")).bind(
+        args.ner.model_dump(mode="json"))
+    classifier = None if args.classifier is None else _classifier(args)
+    realbogus = None if args.realbogus is None else _realbogus(args)
+    alerts = None if args.alerts is None else _alerts(args)
+    return Ingress.options(**_options(args, "ingress")).bind(
+        differencer, ner=ner, classifier=classifier, realbogus=realbogus, alerts=alerts,
+        max_request_mb=args.max_request_mb, request_timeout_s=args.request_timeout_s)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from astroray.errors import InvalidInputError
 
-__all__ = ["UserError", "user_errors_as_values", "raise_for_user_error", "read_json_body", "describe_validation_error",
+__all__ = ["UserError", "user_errors_as_values", "raise_for_user_error", "read_body", "read_json_body", "describe_validation_error",
            "json_body_openapi", "logger"]
 
 logger = logging.getLogger("ray.serve")
@@ -91,6 +91,20 @@ async def _read_limited(request: Request, limit: int, route: str) -> bytes:
     return b"".join(chunks)
 
 
+async def read_body(request: Request, *, limit: int, timeout_s: float = 30.0, route: str = "") -> bytes:
+    """The request's body, read within ``limit`` bytes and ``timeout_s`` seconds.
+
+    Raises HTTP 413 (too large) or 408 (the body did not arrive in time, e.g.
+    shorter than its ``Content-Length``).
+    """
+    route = route or request.url.path
+    try:
+        return await asyncio.wait_for(_read_limited(request, limit, route), timeout=timeout_s)
+    except asyncio.TimeoutError:
+        reject(408, f"the request body did not arrive within {timeout_s:g} s (is it shorter than its "
+                    "Content-Length?)", route=route)
+
+
 async def read_json_body(request: Request, model: type[BaseModel], *, limit: int, timeout_s: float = 30.0,
                          route: str = "") -> BaseModel:
     """The request's JSON body as ``model``, read within ``limit`` bytes and ``timeout_s`` seconds.
@@ -100,11 +114,7 @@ async def read_json_body(request: Request, model: type[BaseModel], *, limit: int
     one sentence naming the field).
     """
     route = route or request.url.path
-    try:
-        body = await asyncio.wait_for(_read_limited(request, limit, route), timeout=timeout_s)
-    except asyncio.TimeoutError:
-        reject(408, f"the request body did not arrive within {timeout_s:g} s (is it shorter than its "
-                    "Content-Length?)", route=route)
+    body = await read_body(request, limit=limit, timeout_s=timeout_s, route=route)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:

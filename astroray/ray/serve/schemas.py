@@ -1,17 +1,19 @@
 """Request and response bodies of the HTTP API (they make the OpenAPI schema)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from astroray.config import AstrorayConfig
 from astroray.imaging.pipeline import ImagePipelineConfig
 from astroray.io.limits import ReadLimits
+from astroray.models.alert_scoring import AlertScorerConfig
 from astroray.models.scoring import StampScorerConfig
 
 __all__ = ["ServeAppConfig", "DifferenceRequest", "Detection", "DifferenceResponse", "Health"]
 __all__ += ["NerServeConfig", "NerRequest", "NerEntity", "NerResponse", "NerHtmlRequest"]
 __all__ += ["ClassifierServeConfig", "LightCurveIn", "ClassifyRequest", "ClassPrediction", "ClassifyResponse"]
 __all__ += ["RealBogusServeConfig", "RealBogusRequest", "RealBogusResponse"]
+__all__ += ["AlertsServeConfig", "AlertScoreOut", "AlertsResponse", "ReplicaOptions", "DEPLOYMENT_NAMES"]
 
 
 class NerServeConfig(AstrorayConfig):
@@ -67,6 +69,49 @@ class RealBogusServeConfig(StampScorerConfig):
     """Largest stamp side accepted (more: HTTP 413); stamps larger than the model's are centre-cropped."""
 
 
+DEPLOYMENT_NAMES = ("ingress", "differencer", "alerts", "classifier", "realbogus", "ner")
+
+
+class ReplicaOptions(AstrorayConfig):
+    """Serve options of one deployment's replicas (None: the deployment's own default)."""
+
+    num_cpus: float | None = Field(default=None, ge=0)
+    """CPUs each replica reserves (default 1); fractions let a small machine hold the whole graph."""
+    num_replicas: int | None = Field(default=None, ge=1)
+    max_ongoing_requests: int | None = Field(default=None, ge=1)
+    """Requests a replica works on at once."""
+    max_queued_requests: int | None = Field(default=None, ge=-1)
+    """Requests waiting for a replica; past it callers get 503 at once (-1: unbounded)."""
+    autoscaling_config: dict | None = None
+    """Serve's ``autoscaling_config`` (``min_replicas``, ``max_replicas``, ``target_ongoing_requests``, ...)."""
+
+    def serve_options(self, *, num_gpus: float = 0.0) -> dict:
+        """Keyword arguments of ``Deployment.options``."""
+        out = {k: v for k, v in (("num_replicas", self.num_replicas),
+                                 ("max_ongoing_requests", self.max_ongoing_requests),
+                                 ("max_queued_requests", self.max_queued_requests),
+                                 ("autoscaling_config", self.autoscaling_config)) if v is not None}
+        actor = {k: v for k, v in (("num_cpus", self.num_cpus), ("num_gpus", num_gpus or None)) if v is not None}
+        if actor:
+            out["ray_actor_options"] = actor
+        return out
+
+
+class AlertsServeConfig(AstrorayConfig):
+    """The ``alerts:`` section of the Serve app's args: the alert scorer behind ``/alerts``."""
+
+    scorer: AlertScorerConfig = Field(default_factory=AlertScorerConfig)
+    """The models (``realbogus``, ``classifier``, ``rare_events``: a section set to null is not run) and their store."""
+    max_alerts: int = Field(default=1000, ge=1)
+    """Alerts per request (more: HTTP 413)."""
+    max_batch_size: int = Field(default=16, ge=1)
+    """Requests gathered into one pass of each model (``@serve.batch``)."""
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0)
+    reload_check_s: float = Field(default=30.0, ge=0)
+    """How often a replica checks whether an alias moved (0: before every batch)."""
+    num_gpus: float = Field(default=0.0, ge=0)
+
+
 class ServeAppConfig(AstrorayConfig):
     """``args:`` of the Serve application in ``configs/serve.yaml`` (validated by Serve)."""
 
@@ -86,6 +131,20 @@ class ServeAppConfig(AstrorayConfig):
     """The light-curve classifier behind ``/classify`` (None: not deployed, the route answers 404)."""
     realbogus: RealBogusServeConfig | None = None
     """The real/bogus scorer behind ``/realbogus``, and in the differencer (None: neither; the route answers 404)."""
+    alerts: AlertsServeConfig | None = None
+    """The alert scorer behind ``/alerts`` (None: not deployed, the route answers 404)."""
+    deployments: dict[str, ReplicaOptions] = Field(default_factory=dict)
+    """Replica options by deployment name (``ingress``, ``differencer``, ``alerts``, ``classifier``,
+    ``realbogus``, ``ner``): CPUs, replicas or autoscaling, and the request bounds that turn overload into 503s.
+    From Python (``build_app``) and tests; a Serve config file's own ``deployments:`` list overrides them."""
+
+    @field_validator("deployments")
+    @classmethod
+    def _known_deployments(cls, value):
+        unknown = sorted(set(value) - set(DEPLOYMENT_NAMES))
+        if unknown:
+            raise ValueError(f"unknown deployment(s) {unknown}; known: {', '.join(DEPLOYMENT_NAMES)}")
+        return value
 
 
 class DifferenceRequest(BaseModel):
@@ -236,3 +295,43 @@ class ClassifyResponse(BaseModel):
     calibrated: bool
     classes: list[str]
     predictions: list[ClassPrediction]
+
+
+class AlertScoreOut(BaseModel):
+    """The scores of one alert (null: that model could not score it; ``notes`` says why)."""
+
+    alert_id: str
+    object_id: str
+    survey: str
+    source: str | None = None
+    mjd: float | None
+    band: str
+    ra: float | None
+    dec: float | None
+    rb: float | None = Field(description="real/bogus probability from the cutouts")
+    real: bool | None = Field(description="rb at or above the model's threshold")
+    class_: str | None = Field(alias="class", description="most probable light-curve class")
+    class_probability: float | None
+    class_probabilities: dict[str, float] | None = Field(description="calibrated probability of every class")
+    n_points: int | None = Field(description="points of the history the classifier read")
+    rare_class: str | None = Field(description="nearest ProtoNet prototype among the support classes")
+    rare_probability: float | None
+    open_set_score: float | None = Field(description="distance to the nearest prototype (higher: more foreign)")
+    none_of_these: bool | None = Field(description="open_set_score above the threshold set on known objects")
+    anomaly_score: float | None = Field(description="percentile among the reference objects, 0..1 (1: strangest)")
+    survey_scores: dict[str, float] | None = Field(description="the survey's own scores (ZTF rb/drb, Rubin "
+                                                               "reliability)")
+    realbogus_version: int | None
+    classifier_version: int | None
+    rare_events_version: int | None
+    notes: str | None = Field(description="why a model left its scores null")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class AlertsResponse(BaseModel):
+    n_alerts: int
+    models: dict[str, dict] = Field(description="name, version, run id and URI of each model that scored")
+    classes: list[str]
+    rare_classes: list[str]
+    alerts: list[AlertScoreOut]
