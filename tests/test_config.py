@@ -69,6 +69,7 @@ SHIPPED = {
     "train_lightcurves.yaml": "astroray.ray.train_lightcurves:TrainLightCurvesConfig",
     "tune_lightcurves.yaml": "astroray.ray.train_lightcurves:TuneLightCurvesConfig",
     "classify_alerts.yaml": "astroray.ray.alerts_job:ClassifyAlertsConfig",
+    "train_rare_events.yaml": "astroray.ray.train_rare_events:TrainRareEventsConfig",
 }
 """Each shipped job config and the model that validates it (serve.yaml is checked through Serve's args)."""
 
