@@ -18,7 +18,7 @@ from astroray.errors import ConfigError
 
 __all__ = ["tracking_uri", "artifact_location", "setup_mlflow", "check_tracking_uri", "REGISTERED_MODELS",
            "CHAMPION_ALIAS", "flatten_params", "log_figure_files", "log_torch_model", "register_champion",
-           "alias_version", "parse_model_uri", "load_logged_model", "load_torch_model", "epoch_metrics_callback"]
+           "alias_version", "moved_alias", "parse_model_uri", "load_logged_model", "load_torch_model", "epoch_metrics_callback"]
 
 CHAMPION_ALIAS = "champion"
 REGISTERED_MODELS = {
@@ -166,6 +166,20 @@ def alias_version(name: str, *, alias: str = CHAMPION_ALIAS, uri: str | None = N
         return int(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
+
+
+def moved_alias(model_uri: str, loaded_version: int | None, *, uri: str | None = None) -> int | None:
+    """The version ``model_uri``'s alias points at now, when that is not ``loaded_version``; else None.
+
+    None also for URIs that name no alias (``models:/NAME/VERSION``, ``runs:/...``: nothing can move) and for
+    an alias that no longer exists (keep serving what is loaded)."""
+    if not model_uri.startswith("models:/"):
+        return None
+    name, alias = parse_model_uri(model_uri)
+    if alias is None:
+        return None
+    current = alias_version(name, alias=alias, uri=uri)
+    return None if current is None or current == loaded_version else current
 
 
 def parse_model_uri(model_uri: str) -> tuple[str, str | None]:

@@ -46,6 +46,26 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def alert_models(tmp_path_factory):
+    """A scratch MLflow store with the three alert models registered as training registers them (an untrained
+    U-Net and transformer, a small fitted rare-event model), made once for every test that scores alerts:
+    ``{"home": folder, "uri": sqlite URI}``."""
+    from astroray.testing.lightcurves import register_untrained_lc_transformer
+    from astroray.testing.rare_events import register_small_rare_event_model
+    from astroray.testing.realbogus import register_untrained_realbogus
+
+    home = tmp_path_factory.mktemp("alert_models")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASTRORAY_HOME", str(home))  # the artifacts' folder
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)  # set_tracking_uri exports it: undone with the patch
+        uri = f"sqlite:///{home / 'mlflow.db'}"
+        register_untrained_realbogus(tracking_uri=uri)
+        register_untrained_lc_transformer(tracking_uri=uri)
+        register_small_rare_event_model(tracking_uri=uri, survey="ztf", seed=0)
+    return {"home": home, "uri": uri}
+
+
 @pytest.fixture
 def astroray_home(tmp_path, monkeypatch) -> Path:
     """A fresh ``ASTRORAY_HOME`` for one test."""

@@ -252,16 +252,10 @@ class AlertScorer(Stage[AlertScorerConfig]):
 
     def _classifier_moved(self) -> bool:
         from astroray.models.lc_transformer import LightCurveClassifier
-        from astroray.tracking import alias_version, parse_model_uri
+        from astroray.tracking import moved_alias
 
         cfg = self.classifier.config
-        if not cfg.model_uri.startswith("models:/"):
-            return False
-        name, alias = parse_model_uri(cfg.model_uri)
-        if alias is None:
-            return False
-        current = alias_version(name, alias=alias, uri=cfg.tracking_uri)
-        if current is None or current == self.classifier.version:
+        if moved_alias(cfg.model_uri, self.classifier.version, uri=cfg.tracking_uri) is None:
             return False
         self.classifier = LightCurveClassifier(cfg)  # one assignment: a batch sees the old model or the new
         return True
@@ -305,11 +299,25 @@ class AlertScorer(Stage[AlertScorerConfig]):
         timings: dict[str, float] = {}
         out = AlertScores(cols)
         if n:
+            histories = None
+            if self.classifier is not None or self.rare_events is not None:
+                # each alert's light curve as the broker saw it (its history plus its own candidate), built once
+                # for both models
+                from astroray.io.lightcurves import lightcurves_from_alerts
+
+                t0 = time.perf_counter()
+                histories = []
+                for i, alert in enumerate(alerts):
+                    try:
+                        histories.append((i, lightcurves_from_alerts([alert])[0]))
+                    except InvalidInputError as exc:  # this alert's history is unusable; the others go on
+                        notes[i].append(f"history: {exc}")
+                timings["histories"] = round((time.perf_counter() - t0) * 1e3, 3)
             for name in MODEL_SECTIONS:
                 if getattr(self, name) is None:
                     continue
                 t0 = time.perf_counter()
-                getattr(self, f"_{name}")(alerts, cols, notes, out)
+                getattr(self, f"_{name}")(histories if name != "realbogus" else alerts, cols, notes, out)
                 timings[name] = round((time.perf_counter() - t0) * 1e3, 3)
         cols["notes"] = ["; ".join(x) if x else None for x in notes]
         out.models = self.models()
@@ -330,9 +338,10 @@ class AlertScorer(Stage[AlertScorerConfig]):
                 cols["real"][i] = bool(real) if math.isfinite(float(score)) else None
         cols["realbogus_version"] = [scorer.version] * len(alerts)
 
-    def _classifier(self, alerts, cols, notes, out) -> None:
+    def _classifier(self, histories, cols, notes, out) -> None:
         clf = self.classifier
-        preds = _per_item(lambda batch: clf.run(batch, extra=clf.context_inputs(batch)), alerts, notes, "class")
+        preds = _per_item(lambda batch: clf.run(batch, extra=clf.context_inputs(batch)), histories, notes, "class")
+        n = len(cols["alert_id"])
         out.classes = tuple(clf.classes)
         for i, p in preds:
             if p is None or not np.isfinite(p.probabilities).all() or int(p.n_points[0]) == 0:
@@ -345,11 +354,12 @@ class AlertScorer(Stage[AlertScorerConfig]):
             cols["class_probability"][i] = float(probs[j])
             cols["class_probabilities"][i] = {c: float(v) for c, v in zip(clf.classes, probs)}
             cols["n_points"][i] = int(p.n_points[0])
-        cols["classifier_version"] = [clf.version] * len(alerts)
+        cols["classifier_version"] = [clf.version] * n
 
-    def _rare_events(self, alerts, cols, notes, out) -> None:
+    def _rare_events(self, histories, cols, notes, out) -> None:
         rare = self.rare_events
-        res = _per_item(rare.run, alerts, notes, "rare")
+        res = _per_item(rare.run, histories, notes, "rare")
+        n = len(cols["alert_id"])
         for i, r in res:
             if r is None:
                 continue
@@ -363,26 +373,28 @@ class AlertScorer(Stage[AlertScorerConfig]):
             cols["open_set_score"][i] = _f(r.open_set_score[0])
             cols["none_of_these"][i] = bool(r.none_of_these[0])
             cols["anomaly_score"][i] = _f(r.anomaly_score[0])
-        cols["rare_events_version"] = [rare.version] * len(alerts)
+        cols["rare_events_version"] = [rare.version] * n
 
 
 class _Row:
     """One row of a batch result (``result[i]`` for results that are column arrays)."""
 
 
-def _per_item(run, alerts, notes, label: str) -> list[tuple[int, Any]]:
-    """``run`` on the whole batch, split into one single-row result per alert; when the batch raises a user
-    error, each alert alone (its error noted, the others scored)."""
+def _per_item(run, items: list[tuple[int, Any]], notes, label: str) -> list[tuple[int, Any]]:
+    """``run`` on every item (``(alert index, input)`` pairs) at once, split into one single-row result per
+    alert; when the batch raises a user error, each alone (its error noted, the others scored)."""
+    if not items:
+        return []
+    inputs = [x for _, x in items]
     try:
-        whole = run(alerts)
-        return [(i, _take(whole, i)) for i in range(len(alerts))]
+        whole = run(inputs)
+        return [(i, _take(whole, k)) for k, (i, _) in enumerate(items)]
     except InvalidInputError:
-        if len(alerts) == 1:
-            pass
+        pass
     out = []
-    for i, alert in enumerate(alerts):
+    for i, x in items:
         try:
-            out.append((i, _take(run([alert]), 0)))
+            out.append((i, _take(run([x]), 0)))
         except InvalidInputError as exc:
             notes[i].append(f"{label}: {exc}")
             out.append((i, None))

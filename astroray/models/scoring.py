@@ -245,15 +245,9 @@ class StampScorer(Stage[StampScorerConfig]):
 
     def reload_if_moved(self) -> bool:
         """Reload when the configured alias now points at another version; True if it did."""
-        from astroray.tracking import alias_version, parse_model_uri
+        from astroray.tracking import moved_alias
 
-        if not self.config.model_uri.startswith("models:/"):
-            return False
-        name, alias = parse_model_uri(self.config.model_uri)
-        if alias is None:
-            return False
-        current = alias_version(name, alias=alias, uri=self.config.tracking_uri)
-        if current is None or current == self.version:
+        if moved_alias(self.config.model_uri, self.version, uri=self.config.tracking_uri) is None:
             return False
         self._load()
         return True

@@ -15,20 +15,13 @@ from astroray.errors import ConfigError, InvalidInputError
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    from astroray.testing.lightcurves import register_untrained_lc_transformer
-    from astroray.testing.rare_events import register_small_rare_event_model
-    from astroray.testing.realbogus import register_untrained_realbogus
+def store(alert_models, tmp_path_factory):
+    """The session's alert models, in a store of this module's own (a test here registers new versions)."""
+    import shutil
 
     home = tmp_path_factory.mktemp("alert_scoring")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ASTRORAY_HOME", str(home))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)  # set_tracking_uri exports it: undone with the patch
-        uri = f"sqlite:///{home / 'mlflow.db'}"
-        register_untrained_realbogus(tracking_uri=uri)
-        register_untrained_lc_transformer(tracking_uri=uri)
-        register_small_rare_event_model(tracking_uri=uri, survey="ztf", seed=0)
-        yield {"home": home, "uri": uri}
+    shutil.copy(alert_models["home"] / "mlflow.db", home / "mlflow.db")  # artifacts stay where the runs put them
+    return {"home": home, "uri": f"sqlite:///{home / 'mlflow.db'}"}
 
 
 @pytest.fixture(scope="module")

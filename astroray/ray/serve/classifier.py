@@ -86,17 +86,10 @@ class LightCurveClassifierDeployment:
 
     def reload_if_moved(self) -> bool:
         """Load the version the alias now names, if it moved; True if it did."""
-        from astroray.tracking import alias_version, parse_model_uri
+        from astroray.tracking import moved_alias
 
         self._checked = time.monotonic()
-        uri = self.config.model_uri
-        if not uri.startswith("models:/"):
-            return False
-        name, alias = parse_model_uri(uri)
-        if alias is None:
-            return False
-        current = alias_version(name, alias=alias, uri=self.config.tracking_uri)
-        if current is None or current == self.version:
+        if moved_alias(self.config.model_uri, self.version, uri=self.config.tracking_uri) is None:
             return False
         self.classifier = self._load(self.config)  # one assignment: a batch sees the old model or the new
         return True
