@@ -29,7 +29,7 @@ from astroray.ray.serve.http import UserError, logger
 __all__ = ["AlertsDeployment"]
 
 
-@serve.deployment(name="alerts", max_ongoing_requests=32, max_queued_requests=64)
+@serve.deployment(name="alerts", max_ongoing_requests=8, max_queued_requests=8)
 class AlertsDeployment:
     """Real/bogus, class, rare-event and anomaly scores of alert packets.
 
@@ -48,7 +48,7 @@ class AlertsDeployment:
         :class:`~astroray.io.limits.ReadLimits` for parsing a body (gzip expansion, JSON depth).
     """
 
-    def __init__(self, scorer_config: dict, *, max_alerts: int = 1000, max_batch_size: int = 16,
+    def __init__(self, scorer_config: dict, *, max_alerts: int = 1000, max_batch_size: int = 8,
                  batch_wait_timeout_s: float = 0.005, reload_check_s: float = 30.0, read_limits: dict | None = None):
         from astroray.io.limits import ReadLimits, current_limits
 
@@ -119,13 +119,16 @@ class AlertsDeployment:
                              "split the packets over several requests", status=413)
         return await self._score_batch(alerts)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
     async def _score_batch(self, requests: list[list]) -> list[dict]:
+        loop = asyncio.get_running_loop()
         if time.monotonic() - self._checked >= self.reload_check_s:
-            self.reload_if_moved()
+            # off the event loop: the registry query (and a new model's load) must not stall accepting requests
+            self._checked = time.monotonic()
+            await loop.run_in_executor(None, self.reload_if_moved)
         scorer = self.scorer
         flat = [a for request in requests for a in request]
-        result = await asyncio.get_running_loop().run_in_executor(None, scorer.run, flat)
+        result = await loop.run_in_executor(None, scorer.run, flat)
         rows = result.to_dicts()
         out, start = [], 0
         for request in requests:

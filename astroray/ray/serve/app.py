@@ -20,6 +20,7 @@ from astroray._version import __version__
 from astroray.ray.serve.deployments import DifferencerDeployment
 from astroray.ray.serve.ner import NerDeployment
 from astroray.ray.serve.http import json_body_openapi, raise_for_user_error, read_body, read_json_body, reject
+from astroray.ray.serve.http import reject_overloaded
 from astroray.ray.serve.schemas import DifferenceRequest, DifferenceResponse, Health, ServeAppConfig
 from astroray.ray.serve.schemas import NerHtmlRequest, NerRequest, NerResponse
 from astroray.ray.serve.schemas import ClassifyRequest, ClassifyResponse
@@ -56,7 +57,7 @@ _ALERTS_BODY = {"requestBody": {"required": True, "content": {
 
 # Past max_ongoing_requests, requests wait in a bounded queue; past that the proxy answers 503 at once
 # (overload is refused, never queued without bound).
-@serve.deployment(name="ingress", max_ongoing_requests=64, max_queued_requests=256)
+@serve.deployment(name="ingress", max_ongoing_requests=32, max_queued_requests=16)
 @serve.ingress(api)
 class Ingress:
     """FastAPI front door; holds one handle per inference deployment."""
@@ -88,15 +89,20 @@ class Ingress:
 
     @api.post("/difference", response_model=DifferenceResponse, openapi_extra=json_body_openapi(DifferenceRequest),
               responses={408: {"description": "the body did not arrive in time"},
-                         413: {"description": "request too large"}, 422: {"description": "bad input"}})
+                         413: {"description": "request too large"}, 422: {"description": "bad input"},
+                         503: {"description": "overloaded: retry later"}})
     async def difference(self, request: Request) -> DifferenceResponse:
         """Difference a reference/science FITS pair sent as base64 in JSON; returns detections."""
         route = "/difference"
         req = await read_json_body(request, DifferenceRequest, limit=self.max_request_bytes,
                                    timeout_s=self.request_timeout_s, route=route)
         ref, sci = _decode("reference", req.reference, route), _decode("science", req.science, route)
-        out = await self.differencer.difference.remote(ref, sci, return_difference=req.return_difference,
-                                                       max_detections=req.max_detections)
+        try:
+            out = await self.differencer.difference.remote(ref, sci, return_difference=req.return_difference,
+                                                           max_detections=req.max_detections)
+        except BackPressureError:
+            reject_overloaded("the differencer's queue is full: retry later (the deployment's max_queued_requests)",
+                              route=route)
         return DifferenceResponse(**raise_for_user_error(out, route=route))
 
     @api.post("/ner", response_model=NerResponse, openapi_extra=json_body_openapi(NerRequest),
@@ -169,8 +175,8 @@ class Ingress:
         try:
             out = await handle.score.remote(body)
         except BackPressureError:
-            reject(503, "the alert scorer's queue is full: retry later (the deployment's max_queued_requests)",
-                   route=route)
+            reject_overloaded("the alert scorer's queue is full: retry later (the deployment's max_queued_requests)",
+                              route=route)
         return raise_for_user_error(out, route=route)
 
 

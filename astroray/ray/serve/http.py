@@ -25,7 +25,8 @@ from pydantic import BaseModel, ValidationError
 
 from astroray.errors import InvalidInputError
 
-__all__ = ["UserError", "user_errors_as_values", "raise_for_user_error", "read_body", "read_json_body", "describe_validation_error",
+__all__ = ["UserError", "user_errors_as_values", "raise_for_user_error", "reject", "reject_overloaded", "read_body",
+           "read_json_body", "describe_validation_error",
            "json_body_openapi", "logger"]
 
 logger = logging.getLogger("ray.serve")
@@ -69,6 +70,23 @@ def reject(status: int, message: str, *, route: str):
     """Raise an HTTP ``status`` error with ``message``, logged as one line (user errors are not server errors)."""
     logger.warning("%s %s: %s", status, route, message)
     raise HTTPException(status_code=status, detail=message)
+
+
+_OVERLOAD_LOG_S = 10.0
+_overloaded = {"count": 0, "logged": 0.0}
+
+
+def reject_overloaded(message: str, *, route: str):
+    """Raise HTTP 503 for a request refused because a queue is full.  Logged once per 10 s with the count
+    (a line per refusal would spend the CPU the overload already lacks)."""
+    import time
+
+    _overloaded["count"] += 1
+    now = time.monotonic()
+    if now - _overloaded["logged"] >= _OVERLOAD_LOG_S:
+        logger.warning("503 %s: %s (%d refused since the last line)", route, message, _overloaded["count"])
+        _overloaded.update(count=0, logged=now)
+    raise HTTPException(status_code=503, detail=message)
 
 
 async def _read_limited(request: Request, limit: int, route: str) -> bytes:

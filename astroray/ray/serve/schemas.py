@@ -104,7 +104,7 @@ class AlertsServeConfig(AstrorayConfig):
     """The models (``realbogus``, ``classifier``, ``rare_events``: a section set to null is not run) and their store."""
     max_alerts: int = Field(default=1000, ge=1)
     """Alerts per request (more: HTTP 413)."""
-    max_batch_size: int = Field(default=16, ge=1)
+    max_batch_size: int = Field(default=8, ge=1)
     """Requests gathered into one pass of each model (``@serve.batch``)."""
     batch_wait_timeout_s: float = Field(default=0.005, ge=0)
     reload_check_s: float = Field(default=30.0, ge=0)
