@@ -513,8 +513,12 @@ def app_config(args, scorer: dict):
 
     if scorer.get("threads") is None:  # torch threads = the CPUs the replica holds, leaving the rest to the others
         scorer = {**scorer, "threads": max(1, int(args.alerts_cpus))}
+    replicas = args.alerts_replicas or 1
+    in_flight = {"alerts": args.in_flight_alerts or (args.alerts_max_ongoing + args.alerts_max_queued) * replicas,
+                 "difference": args.in_flight_difference or args.differencer_max_ongoing + args.differencer_max_queued}
     return ServeAppConfig(
         max_request_mb=16,
+        max_in_flight=in_flight,
         alerts={"scorer": scorer, "max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.batch_wait_s,
                 "reload_check_s": args.reload_check_s},
         deployments={
@@ -590,6 +594,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-batch-size", type=int, default=4, help="@serve.batch size of the alerts deployment")
     g.add_argument("--batch-wait-s", type=float, default=0.005, help="@serve.batch wait of the alerts deployment")
     g.add_argument("--reload-check-s", type=float, default=2.0, help="alias check period of the alerts replicas")
+    g.add_argument("--in-flight-alerts", type=int, default=None,
+                   help="ingress admission limit of /alerts (default: the alerts deployment's ongoing + queued)")
+    g.add_argument("--in-flight-difference", type=int, default=None,
+                   help="ingress admission limit of /difference (default: the differencer's ongoing + queued)")
     g.add_argument("--differencer-max-ongoing", type=int, default=1)
     g.add_argument("--differencer-max-queued", type=int, default=1)
     g.add_argument("--differencer-cpus", type=float, default=0.5)
@@ -629,7 +637,8 @@ def main(argv=None) -> int:
     base_url = f"http://127.0.0.1:{args.port}"
     config = app_config(args, scorer_cfg.model_dump(mode="json"))
     report: dict = {"benchmark": "serve", "argv": sys.argv[1:] if argv is None else list(argv),
-                    "app": config.model_dump(mode="json", include={"alerts", "deployments", "max_request_mb"}),
+                    "app": config.model_dump(mode="json", include={"alerts", "deployments", "max_request_mb",
+                                                                  "max_in_flight"}),
                     "bodies": {"alerts_per_request": args.alerts_per_request,
                                "alerts_body_bytes": len(alert_bodies()), "difference_size": args.difference_size,
                                "difference_body_bytes": len(diff_body)},

@@ -206,3 +206,26 @@ def test_the_whole_graph_fits_a_small_machine_and_classify_answers(serve_app, sh
         r = client.post("/classify", json={"lightcurves": [{"mjd": [1.0, 2.0], "band": ["g"], "flux": [1.0, 2.0],
                                                             "flux_err": [0.1, 0.1]}]})
         assert r.status_code == 422 and "unequal" in r.json()["detail"]
+
+
+def test_the_ingress_refuses_past_its_in_flight_limit_before_reading_a_body():
+    """Admission at the door: the (limit + 1)-th concurrent request of a route is a 503 with a message, the
+    count is given back when a request ends however it ends, and other routes are not limited by it."""
+    from fastapi import HTTPException
+
+    from astroray.ray.serve.http import InFlightLimiter
+
+    admit = InFlightLimiter({"alerts": 2})
+    with admit("/alerts"), admit("/alerts"):
+        with pytest.raises(HTTPException) as refused:
+            with admit("/alerts"):
+                pass
+        assert refused.value.status_code == 503 and "max_in_flight" in refused.value.detail
+        with admit("/difference"):  # no limit set for it
+            pass
+    with pytest.raises(ValueError):
+        with admit("/alerts"):
+            raise ValueError("a request that fails")
+    assert admit.in_flight == {"alerts": 0, "difference": 0}
+    with admit("/alerts"), admit("/alerts"):
+        pass

@@ -20,7 +20,7 @@ from astroray._version import __version__
 from astroray.ray.serve.deployments import DifferencerDeployment
 from astroray.ray.serve.ner import NerDeployment
 from astroray.ray.serve.http import json_body_openapi, raise_for_user_error, read_body, read_json_body, reject
-from astroray.ray.serve.http import reject_overloaded
+from astroray.ray.serve.http import InFlightLimiter, reject_overloaded
 from astroray.ray.serve.schemas import DifferenceRequest, DifferenceResponse, Health, ServeAppConfig
 from astroray.ray.serve.schemas import NerHtmlRequest, NerRequest, NerResponse
 from astroray.ray.serve.schemas import ClassifyRequest, ClassifyResponse
@@ -65,7 +65,7 @@ class Ingress:
     def __init__(self, differencer: DeploymentHandle, *, realbogus: DeploymentHandle | None = None,
                  classifier: DeploymentHandle | None = None, ner: DeploymentHandle | None = None,
                  alerts: DeploymentHandle | None = None, max_request_mb: float = 256.0,
-                 request_timeout_s: float = 30.0):
+                 request_timeout_s: float = 30.0, max_in_flight: dict[str, int] | None = None):
         # model deployments are optional: an app without a model configured serves /difference alone
         self.differencer = differencer
         self.realbogus = realbogus
@@ -74,6 +74,7 @@ class Ingress:
         self.alerts = alerts
         self.max_request_bytes = int(max_request_mb * 2**20)
         self.request_timeout_s = float(request_timeout_s)
+        self._admit = InFlightLimiter(max_in_flight)
 
     def _require(self, handle: DeploymentHandle | None, name: str, route: str) -> DeploymentHandle:
         if handle is None:
@@ -94,15 +95,16 @@ class Ingress:
     async def difference(self, request: Request) -> DifferenceResponse:
         """Difference a reference/science FITS pair sent as base64 in JSON; returns detections."""
         route = "/difference"
-        req = await read_json_body(request, DifferenceRequest, limit=self.max_request_bytes,
-                                   timeout_s=self.request_timeout_s, route=route)
-        ref, sci = _decode("reference", req.reference, route), _decode("science", req.science, route)
-        try:
-            out = await self.differencer.difference.remote(ref, sci, return_difference=req.return_difference,
-                                                           max_detections=req.max_detections)
-        except BackPressureError:
-            reject_overloaded("the differencer's queue is full: retry later (the deployment's max_queued_requests)",
-                              route=route)
+        with self._admit(route):
+            req = await read_json_body(request, DifferenceRequest, limit=self.max_request_bytes,
+                                       timeout_s=self.request_timeout_s, route=route)
+            ref, sci = _decode("reference", req.reference, route), _decode("science", req.science, route)
+            try:
+                out = await self.differencer.difference.remote(ref, sci, return_difference=req.return_difference,
+                                                               max_detections=req.max_detections)
+            except BackPressureError:
+                reject_overloaded("the differencer's queue is full: retry later (the deployment's "
+                                  "max_queued_requests)", route=route)
         return DifferenceResponse(**raise_for_user_error(out, route=route))
 
     @api.post("/ner", response_model=NerResponse, openapi_extra=json_body_openapi(NerRequest),
@@ -171,12 +173,14 @@ class Ingress:
         many ZTF or Rubin alert packets (an Avro container, JSON, or Parquet), in one response."""
         route = "/alerts"
         handle = self._require(self.alerts, "alert scorer", route)
-        body = await read_body(request, limit=self.max_request_bytes, timeout_s=self.request_timeout_s, route=route)
-        try:
-            out = await handle.score.remote(body)
-        except BackPressureError:
-            reject_overloaded("the alert scorer's queue is full: retry later (the deployment's max_queued_requests)",
-                              route=route)
+        with self._admit(route):
+            body = await read_body(request, limit=self.max_request_bytes, timeout_s=self.request_timeout_s,
+                                   route=route)
+            try:
+                out = await handle.score.remote(body)
+            except BackPressureError:
+                reject_overloaded("the alert scorer's queue is full: retry later (the deployment's "
+                                  "max_queued_requests)", route=route)
         return raise_for_user_error(out, route=route)
 
 
@@ -256,4 +260,5 @@ def build_app(args: ServeAppConfig) -> serve.Application:
     alerts = None if args.alerts is None else _alerts(args)
     return Ingress.options(**_options(args, "ingress")).bind(
         differencer, ner=ner, classifier=classifier, realbogus=realbogus, alerts=alerts,
-        max_request_mb=args.max_request_mb, request_timeout_s=args.request_timeout_s)
+        max_request_mb=args.max_request_mb, request_timeout_s=args.request_timeout_s,
+        max_in_flight=args.max_in_flight)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -25,7 +26,8 @@ from pydantic import BaseModel, ValidationError
 
 from astroray.errors import InvalidInputError
 
-__all__ = ["UserError", "user_errors_as_values", "raise_for_user_error", "reject", "reject_overloaded", "read_body",
+__all__ = ["UserError", "InFlightLimiter", "user_errors_as_values", "raise_for_user_error", "reject", "reject_overloaded",
+           "read_body",
            "read_json_body", "describe_validation_error",
            "json_body_openapi", "logger"]
 
@@ -87,6 +89,31 @@ def reject_overloaded(message: str, *, route: str):
         logger.warning("503 %s: %s (%d refused since the last line)", route, message, _overloaded["count"])
         _overloaded.update(count=0, logged=now)
     raise HTTPException(status_code=503, detail=message)
+
+
+class InFlightLimiter:
+    """Admission at the door: ``with limiter(route):`` counts a request of ``route`` in flight; past
+    ``limits[route name]`` it answers 503 at once, before the body is read or parsed (a refusal must cost less
+    than the work it refuses).  Routes without a limit are only counted.  One per ingress replica (its event
+    loop is single-threaded, so the count needs no lock)."""
+
+    def __init__(self, limits: dict[str, int] | None = None):
+        self.limits = dict(limits or {})
+        self.in_flight: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, route: str):
+        name = route.strip("/")
+        limit = self.limits.get(name)
+        n = self.in_flight.get(name, 0)
+        if limit is not None and n >= limit:
+            reject_overloaded(f"{route} has {n} requests in flight, its limit (max_in_flight): retry later",
+                              route=route)
+        self.in_flight[name] = n + 1
+        try:
+            yield
+        finally:
+            self.in_flight[name] -= 1
 
 
 async def _read_limited(request: Request, limit: int, route: str) -> bytes:

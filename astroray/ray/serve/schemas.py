@@ -133,6 +133,10 @@ class ServeAppConfig(AstrorayConfig):
     """The real/bogus scorer behind ``/realbogus``, and in the differencer (None: neither; the route answers 404)."""
     alerts: AlertsServeConfig | None = None
     """The alert scorer behind ``/alerts`` (None: not deployed, the route answers 404)."""
+    max_in_flight: dict[str, int] = Field(default_factory=dict)
+    """Requests of a route (``difference``, ``alerts``, ...) each ingress replica lets in at once; past that, 503
+    before the body is read (refusing costs less than the work refused).  Set it to what the deployment behind
+    the route holds (``max_ongoing_requests + max_queued_requests`` times its replicas); absent: no limit here."""
     deployments: dict[str, ReplicaOptions] = Field(default_factory=dict)
     """Replica options by deployment name (``ingress``, ``differencer``, ``alerts``, ``classifier``,
     ``realbogus``, ``ner``): CPUs, replicas or autoscaling, and the request bounds that turn overload into 503s.
