@@ -135,12 +135,22 @@ def serve_app(ray_session, store):
     serve.delete("astroray")
 
 
+def _every_alert_file(shared_data):
+    root = shared_data / "alerts"
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".avro", ".parquet", ".json") and p.is_file())
+    return [p for p in files if "schema" not in p.parts or "sample_data" in p.parts]
+
+
 def test_alerts_route_scores_every_real_ztf_and_rubin_alert(serve_app, shared_data):
     from astroray.io import read_alerts
 
+    files = _every_alert_file(shared_data)
+    assert len(files) >= 15
+    surveys, n_alerts = set(), 0
     with httpx.Client(base_url=URL, timeout=120) as client:
         assert "alerts" in client.get("/healthz").json()["deployments"]
-        for name, path in _real_files(shared_data).items():
+        for path in files:
+            name = path.name
             body = path.read_bytes()
             kind = "application/json" if name.endswith(".json") else "application/octet-stream"
             r = client.post("/alerts", content=body, headers={"content-type": kind})
@@ -149,9 +159,12 @@ def test_alerts_route_scores_every_real_ztf_and_rubin_alert(serve_app, shared_da
             expected = [str(a.alert_id) for a in read_alerts(path, cutouts=False)]
             assert out["n_alerts"] == len(expected) and [a["alert_id"] for a in out["alerts"]] == expected, name
             assert set(out["models"]) == {"realbogus", "classifier", "rare_events"}
+            surveys |= {a["survey"] for a in out["alerts"]}
+            n_alerts += out["n_alerts"]
             for a in out["alerts"]:
                 assert a["class"] is None or abs(sum(a["class_probabilities"].values()) - 1) < 1e-5
                 assert (a["rb"] is None) == (a["notes"] is not None and "rb:" in a["notes"])
+        assert surveys == {"ztf", "lsst"} and n_alerts > 900
         openapi = client.get("/openapi.json").json()
         content = openapi["paths"]["/alerts"]["post"]["requestBody"]["content"]
         assert {"application/avro", "application/json"} <= set(content)
