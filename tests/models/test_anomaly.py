@@ -92,3 +92,21 @@ def test_follow_up_list_and_png(tmp_path):
     assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(InvalidInputError, match="light curves for"):
         plot_top_anomalies(lcs[:3], res, tmp_path / "bad.png")
+
+
+@pytest.mark.parametrize("max_features", [1.0, 0.5, 7])
+def test_isolation_paths_score_exactly_as_scikit_learn(max_features):
+    """The tree-array scorer is scikit-learn's score_samples (Liu et al. 2008's formula), features subsampled or not."""
+    from sklearn.ensemble import IsolationForest
+
+    from astroray.models.anomaly import IsolationPaths, average_path_length
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1500, 12))
+    forest = IsolationForest(n_estimators=40, max_features=max_features, random_state=0).fit(x)
+    test = np.r_[rng.normal(size=(100, 12)), 6 * rng.normal(size=(5, 12)), x[:1]]
+    np.testing.assert_allclose(IsolationPaths(forest).score_samples(test), forest.score_samples(test), rtol=0,
+                               atol=1e-12)
+    # c(n): 0, 0, 1, and the harmonic-number form beyond
+    np.testing.assert_allclose(average_path_length([0, 1, 2, 256]),
+                               [0, 0, 1, 2 * (np.log(255) + np.euler_gamma) - 2 * 255 / 256])
