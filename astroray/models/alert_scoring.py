@@ -111,7 +111,8 @@ class AlertScorerConfig(AstrorayConfig):
         The MLflow store of every section that names none (default:
         ``$MLFLOW_TRACKING_URI`` or ``$ASTRORAY_HOME/mlflow.db``).
     threads : int or None
-        Torch CPU threads (None: torch's default); one per core an actor holds.
+        Torch (and Numba) CPU threads of every model section that sets none (None: their defaults); one per
+        core an actor holds.
     """
 
     realbogus: dict | None = Field(default_factory=dict)
@@ -130,6 +131,10 @@ class AlertScorerConfig(AstrorayConfig):
         values = dict(values)
         if values.get("tracking_uri") is None and self.tracking_uri is not None:
             values["tracking_uri"] = self.tracking_uri
+        if values.get("threads") is None and self.threads is not None and "threads" in cls.model_fields:
+            # each model keeps to the cores its process holds: two actors whose Numba or torch pools each span
+            # the machine spin against each other
+            values["threads"] = self.threads
         from astroray.config import config_from_dict
 
         return config_from_dict(cls, values, source=f"alert scorer section {name!r}")

@@ -206,21 +206,10 @@ def _list_inputs(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
 
 
 def check_output_folder(out: str | os.PathLike, *, overwrite: bool) -> Path:
-    """``out`` if the job may write there: missing, empty, or ``overwrite`` given.
+    """``out`` if the job may write there: missing, empty, or ``overwrite`` given (as the image job's)."""
+    from astroray.ray.image_job import check_output_folder as check
 
-    Raises
-    ------
-    InvalidInputError
-        ``out`` is not a folder, or holds anything and ``overwrite`` is False.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError("--out exists and is not a folder", source=str(out))
-    if out.is_dir() and not overwrite and any(out.iterdir()):
-        raise InvalidInputError("--out is not empty (an earlier run's outputs?): pass --overwrite to replace the "
-                                f"job's outputs there ({', '.join(OUTPUT_NAMES)}; nothing else is touched), or "
-                                "choose an empty folder", source=str(out))
-    return out
+    return check(out, overwrite=overwrite, outputs="predictions/, manifest.parquet, quarantine.parquet, summary.json")
 
 
 def classify_alerts(input_path: str | os.PathLike, out: str | os.PathLike, config: ClassifyAlertsConfig | None = None,

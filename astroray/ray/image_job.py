@@ -191,8 +191,10 @@ def pairs_from_csv(path: str | Path) -> pd.DataFrame:
                          "csv_row": list(range(1, len(table) + 1))})
 
 
-def check_output_folder(out: str | Path, *, overwrite: bool) -> Path:
-    """``out`` if the job may write there: missing, empty, or ``overwrite`` given.
+def check_output_folder(out: str | Path, *, overwrite: bool,
+                        outputs: str = "alerts/, catalog/, difference/, manifest.parquet, quarantine.parquet") -> Path:
+    """``out`` if the job may write there: missing, empty, or ``overwrite`` given (``outputs``: what the job
+    writes there, named in the message).
 
     Raises
     ------
@@ -204,9 +206,8 @@ def check_output_folder(out: str | Path, *, overwrite: bool) -> Path:
         raise InvalidInputError("--out exists and is not a folder", source=str(out))
     if out.is_dir() and not overwrite and any(out.iterdir()):
         raise InvalidInputError(
-            "--out is not empty (an earlier run's outputs?): pass --overwrite to replace the job's outputs there "
-            "(alerts/, catalog/, difference/, manifest.parquet, quarantine.parquet; nothing else is touched), "
-            "or choose an empty folder", source=str(out))
+            f"--out is not empty (an earlier run's outputs?): pass --overwrite to replace the job's outputs there "
+            f"({outputs}; nothing else is touched), or choose an empty folder", source=str(out))
     return out
 
 

@@ -199,6 +199,9 @@ def _alerts(args: ServeAppConfig):
 
     section = args.alerts
     scorer = section.scorer.with_updates(tracking_uri=tracking_uri(section.scorer.tracking_uri))
+    if scorer.threads is None:  # the models' thread pools fit the CPUs the replica holds
+        cpus = args.deployments["alerts"].num_cpus if "alerts" in args.deployments else None
+        scorer = scorer.with_updates(threads=max(1, int(cpus if cpus is not None else 1)))
     return AlertsDeployment.options(**_options(args, "alerts", num_gpus=section.num_gpus)).bind(
         scorer.model_dump(mode="json"), max_alerts=section.max_alerts, max_batch_size=section.max_batch_size,
         batch_wait_timeout_s=section.batch_wait_timeout_s, reload_check_s=section.reload_check_s,
