@@ -142,15 +142,18 @@ class AlertScorerConfig(AstrorayConfig):
     def pinned(self, versions: dict[str, int | None]) -> AlertScorerConfig:
         """This config with each alias URI replaced by ``models:/NAME/VERSION`` of ``versions`` (what a driver
         hands its workers, so every one scores with the versions the run began with)."""
+        from astroray.tracking import parse_model_uri
+
         changes = {}
         for name, version in versions.items():
             values = getattr(self, name)
             if values is None or version is None:
                 continue
-            section = self.section(name)
-            uri = section.model_uri
-            if uri.startswith("models:/") and "@" in uri:
-                changes[name] = {**values, "model_uri": f"models:/{uri[len('models:/'):].split('@', 1)[0]}/{version}"}
+            uri = self.section(name).model_uri
+            if uri.startswith("models:/"):
+                model, alias = parse_model_uri(uri)
+                if alias is not None:
+                    changes[name] = {**values, "model_uri": f"models:/{model}/{version}"}
         return self.with_updates(**changes) if changes else self
 
 
@@ -231,10 +234,6 @@ class AlertScorer(Stage[AlertScorerConfig]):
             self.rare_events = RareEventScorer(cfg)
 
     # ---- models
-
-    def versions(self) -> dict[str, int | None]:
-        """The registry version of each loaded model."""
-        return {name: getattr(self, name).version for name in MODEL_SECTIONS if getattr(self, name) is not None}
 
     def models(self) -> dict[str, dict]:
         out = {}
@@ -345,7 +344,7 @@ class AlertScorer(Stage[AlertScorerConfig]):
 
     def _classifier(self, histories, cols, notes, out) -> None:
         clf = self.classifier
-        preds = _per_item(lambda batch: clf.run(batch, extra=clf.context_inputs(batch)), histories, notes, "class")
+        preds = _per_item(clf.run, histories, notes, "class")
         n = len(cols["alert_id"])
         out.classes = tuple(clf.classes)
         for i, p in preds:

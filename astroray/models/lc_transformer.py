@@ -1022,7 +1022,9 @@ class LightCurveClassifier:
 
     A model with a ``period_column``, ``context_columns`` or ``static_columns`` needs those
     per-row numbers (found from each light curve, e.g. with
-    :class:`~astroray.lightcurves.FeatureExtractor`) as ``extra=``.
+    :class:`~astroray.lightcurves.FeatureExtractor`) as ``extra=``; for a list of light curves or
+    alerts, those the model logged a recipe for (:meth:`context_inputs`) are computed when ``extra``
+    is not given.
     """
 
     config_class = LightCurveClassifierConfig
@@ -1139,7 +1141,7 @@ class LightCurveClassifier:
     def context_inputs(self, lightcurves) -> dict[str, np.ndarray] | None:
         """The per-object inputs the model was trained with beside the points (its logged ``context_features``
         recipe: ``{column: {"feature": NAME, "config": FeatureConfig}}``), computed from each light curve (or
-        alert history) itself; None when the model reads none.  Pass as ``run(data, extra=...)``."""
+        alert history) itself; None when the model reads none.  :meth:`run` computes them for lists of records."""
         recipe = (self.info.get("metadata") or {}).get("context_features")
         if not recipe:
             return None
@@ -1163,6 +1165,8 @@ class LightCurveClassifier:
             Unreadable input (a NaN time, list columns of unequal length, an unknown input type, a column the
             model reads is missing).
         """
+        if extra is None and isinstance(data, (list, tuple)):
+            extra = self.context_inputs(data)
         table = self.rows(data, extra=extra)
         n = table.num_rows
         k = len(self.classes)

@@ -197,7 +197,7 @@ class LightCurveFileClassifier:
         return out
 
     def _rows(self, path: str, lightcurves: list) -> list[dict]:
-        preds = self.classifier.run(lightcurves, extra=self.classifier.context_inputs(lightcurves))
+        preds = self.classifier.run(lightcurves)
         version = preds.model.get("version")
         predicted = preds.predicted
         return [{"path": path, "status": "ok", "reason": "", "object_id": str(preds.object_ids[i]),

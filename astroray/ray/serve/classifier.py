@@ -120,12 +120,12 @@ class LightCurveClassifierDeployment:
             self.reload_if_moved()
         classifier = self.classifier
         try:
-            preds = self._run(classifier, [lc for request in requests for lc in request])
+            preds = classifier.run([lc for request in requests for lc in request])
         except InvalidInputError:  # one request's light curve must not fail the others: answer each alone
             out = []
             for request in requests:
                 try:
-                    out.append(self._answer(classifier, self._run(classifier, request), 0, len(request)))
+                    out.append(self._answer(classifier, classifier.run(request), 0, len(request)))
                 except InvalidInputError as exc:
                     out.append(UserError(str(exc)))
             return out
@@ -134,10 +134,6 @@ class LightCurveClassifierDeployment:
             out.append(self._answer(classifier, preds, start, len(request)))
             start += len(request)
         return out
-
-    @staticmethod
-    def _run(classifier, lightcurves):
-        return classifier.run(lightcurves, extra=classifier.context_inputs(lightcurves))
 
     @staticmethod
     def _answer(classifier, preds, start: int, n: int) -> dict:
