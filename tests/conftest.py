@@ -47,6 +47,15 @@ def ray_session():
 
 
 @pytest.fixture(scope="session")
+def alert_files(shared_data) -> list[Path]:
+    """Every alert file under the shared data (ZTF and Rubin Avro, Fink/Rubin Parquet, Rubin JSON samples; the
+    schema folders' other files left out)."""
+    root = shared_data / "alerts"
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".avro", ".parquet", ".json") and p.is_file())
+    return [p for p in files if "schema" not in p.parts or "sample_data" in p.parts]
+
+
+@pytest.fixture(scope="session")
 def alert_models(tmp_path_factory):
     """A scratch MLflow store with the three alert models registered as training registers them (an untrained
     U-Net and transformer, a small fitted rare-event model), made once for every test that scores alerts:

@@ -35,7 +35,7 @@ from pydantic import Field
 from astroray.config import AstrorayConfig
 from astroray.errors import ConfigError, InvalidInputError
 from astroray.io.limits import ReadLimits
-from astroray.models.alert_scoring import ALERT_SCORES_SCHEMA, AlertScorerConfig
+from astroray.models.alert_scoring import ALERT_SCORES_SCHEMA, MODEL_SECTIONS, AlertScorerConfig
 
 __all__ = ["ClassifyAlertsConfig", "AlertFileScorer", "classify_alerts", "read_predictions", "pinned_alert_scorer",
            "MANIFEST_SCHEMA", "QUARANTINE_SCHEMA", "OUTPUT_NAMES"]
@@ -145,9 +145,9 @@ class AlertFileScorer:
             if not alerts:
                 raise InvalidInputError(f"no alerts in this {fmt.format} file", source=path)
             row["n_alerts"] = len(alerts)
-            tables = [self.scorer.run(alerts[i:i + self.batch_size], sources=[path] * len(alerts[i:i + self.batch_size]))
-                      .to_table() for i in range(0, len(alerts), self.batch_size)]
-            table = pa.concat_tables(tables)
+            chunks = [alerts[i:i + self.batch_size] for i in range(0, len(alerts), self.batch_size)]
+            table = pa.concat_tables([self.scorer.run(chunk, sources=[path] * len(chunk)).to_table()
+                                      for chunk in chunks])
             import pyarrow.parquet as pq
 
             part = _part_name(index, path)
@@ -183,7 +183,7 @@ def pinned_alert_scorer(config: AlertScorerConfig) -> tuple[AlertScorerConfig, d
     how = {"realbogus": "jobs/train_realbogus.py", "classifier": "jobs/train_lightcurves.py",
            "rare_events": "jobs/train_rare_events.py"}
     versions, models = {}, {}
-    for name in ("realbogus", "classifier", "rare_events"):
+    for name in MODEL_SECTIONS:
         section = config.section(name)
         if section is None:
             continue

@@ -1,6 +1,6 @@
 """AlertScorer: every real alert in ../shared/data/alerts gets a row with the scores its inputs allow.
 
-One scratch MLflow store for the module with the three model kinds registered as training registers them
+The session's scratch MLflow store with the three model kinds registered as training registers them
 (an untrained U-Net and transformer, a small fitted rare-event model): the scores mean little, but every path
 from the registry to a score is the real one.
 """
@@ -15,13 +15,9 @@ from astroray.errors import ConfigError, InvalidInputError
 
 
 @pytest.fixture(scope="module")
-def store(alert_models, tmp_path_factory):
-    """The session's alert models, in a store of this module's own (a test here registers new versions)."""
-    import shutil
-
-    home = tmp_path_factory.mktemp("alert_scoring")
-    shutil.copy(alert_models["home"] / "mlflow.db", home / "mlflow.db")  # artifacts stay where the runs put them
-    return {"home": home, "uri": f"sqlite:///{home / 'mlflow.db'}"}
+def store(alert_models):
+    """The session's store of alert models (nothing here registers a version)."""
+    return alert_models
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +27,12 @@ def scorer(store):
     return AlertScorer({"tracking_uri": store["uri"], "threads": 1})
 
 
-def _alert_files(shared_data):
-    root = shared_data / "alerts"
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".avro", ".parquet", ".json") and p.is_file())
-    return [p for p in files if "schema" not in p.parts or "sample_data" in p.parts]
-
-
 @pytest.fixture(scope="module")
-def real_alerts(shared_data):
+def real_alerts(alert_files):
     from astroray.io import read_alerts
 
     out = []
-    for path in _alert_files(shared_data):
+    for path in alert_files:
         out += read_alerts(path)
     return out
 

@@ -23,8 +23,6 @@ URL = "http://127.0.0.1:8000"
 @pytest.fixture(scope="module")
 def store(alert_models, tmp_path_factory):
     """The session's alert models, in a store of this module's own (a test here registers new versions)."""
-    import shutil
-
     home = tmp_path_factory.mktemp("alerts_home")
     shutil.copy(alert_models["home"] / "mlflow.db", home / "mlflow.db")  # artifacts stay where the runs put them
     return {"home": home, "uri": f"sqlite:///{home / 'mlflow.db'}"}
@@ -135,16 +133,10 @@ def serve_app(ray_session, store):
     serve.delete("astroray")
 
 
-def _every_alert_file(shared_data):
-    root = shared_data / "alerts"
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".avro", ".parquet", ".json") and p.is_file())
-    return [p for p in files if "schema" not in p.parts or "sample_data" in p.parts]
-
-
-def test_alerts_route_scores_every_real_ztf_and_rubin_alert(serve_app, shared_data):
+def test_alerts_route_scores_every_real_ztf_and_rubin_alert(serve_app, alert_files):
     from astroray.io import read_alerts
 
-    files = _every_alert_file(shared_data)
+    files = alert_files
     assert len(files) >= 15
     surveys, n_alerts = set(), 0
     with httpx.Client(base_url=URL, timeout=120) as client:

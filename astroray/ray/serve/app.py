@@ -13,14 +13,13 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi_offline import FastAPIOffline
 from ray import serve
-from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from astroray._version import __version__
 from astroray.ray.serve.deployments import DifferencerDeployment
 from astroray.ray.serve.ner import NerDeployment
 from astroray.ray.serve.http import json_body_openapi, raise_for_user_error, read_body, read_json_body, reject
-from astroray.ray.serve.http import InFlightLimiter, reject_overloaded
+from astroray.ray.serve.http import InFlightLimiter
 from astroray.ray.serve.schemas import DifferenceRequest, DifferenceResponse, Health, ServeAppConfig
 from astroray.ray.serve.schemas import NerHtmlRequest, NerRequest, NerResponse
 from astroray.ray.serve.schemas import ClassifyRequest, ClassifyResponse
@@ -95,16 +94,12 @@ class Ingress:
     async def difference(self, request: Request) -> DifferenceResponse:
         """Difference a reference/science FITS pair sent as base64 in JSON; returns detections."""
         route = "/difference"
-        with self._admit(route):
+        with self._admit(route, behind="differencer"):
             req = await read_json_body(request, DifferenceRequest, limit=self.max_request_bytes,
                                        timeout_s=self.request_timeout_s, route=route)
             ref, sci = _decode("reference", req.reference, route), _decode("science", req.science, route)
-            try:
-                out = await self.differencer.difference.remote(ref, sci, return_difference=req.return_difference,
-                                                               max_detections=req.max_detections)
-            except BackPressureError:
-                reject_overloaded("the differencer's queue is full: retry later (the deployment's "
-                                  "max_queued_requests)", route=route)
+            out = await self.differencer.difference.remote(ref, sci, return_difference=req.return_difference,
+                                                           max_detections=req.max_detections)
         return DifferenceResponse(**raise_for_user_error(out, route=route))
 
     @api.post("/ner", response_model=NerResponse, openapi_extra=json_body_openapi(NerRequest),
@@ -161,7 +156,6 @@ class Ingress:
                                    timeout_s=self.request_timeout_s, route=route)
         return RealBogusResponse(**raise_for_user_error(await handle.score.remote(req.stamps, req.ids), route=route))
 
-
     @api.post("/alerts", response_model=AlertsResponse, response_model_by_alias=True,
               openapi_extra=_ALERTS_BODY,
               responses={404: {"description": "no alert scorer in this application"},
@@ -173,14 +167,10 @@ class Ingress:
         many ZTF or Rubin alert packets (an Avro container, JSON, or Parquet), in one response."""
         route = "/alerts"
         handle = self._require(self.alerts, "alert scorer", route)
-        with self._admit(route):
+        with self._admit(route, behind="alert scorer"):
             body = await read_body(request, limit=self.max_request_bytes, timeout_s=self.request_timeout_s,
                                    route=route)
-            try:
-                out = await handle.score.remote(body)
-            except BackPressureError:
-                reject_overloaded("the alert scorer's queue is full: retry later (the deployment's "
-                                  "max_queued_requests)", route=route)
+            out = await handle.score.remote(body)
         return raise_for_user_error(out, route=route)
 
 
@@ -201,7 +191,7 @@ def _alerts(args: ServeAppConfig):
     scorer = section.scorer.with_updates(tracking_uri=tracking_uri(section.scorer.tracking_uri))
     if scorer.threads is None:  # the models' thread pools fit the CPUs the replica holds
         cpus = args.deployments["alerts"].num_cpus if "alerts" in args.deployments else None
-        scorer = scorer.with_updates(threads=max(1, int(cpus if cpus is not None else 1)))
+        scorer = scorer.with_updates(threads=max(1, int(cpus or 1)))
     return AlertsDeployment.options(**_options(args, "alerts", num_gpus=section.num_gpus)).bind(
         scorer.model_dump(mode="json"), max_alerts=section.max_alerts, max_batch_size=section.max_batch_size,
         batch_wait_timeout_s=section.batch_wait_timeout_s, reload_check_s=section.reload_check_s,
@@ -253,9 +243,10 @@ def build_app(args: ServeAppConfig) -> serve.Application:
     """Compose the deployments behind the ingress (``import_path`` of ``configs/serve.yaml``)."""
     if isinstance(args, dict):  # `serve.run(build_app({...}))` from Python
         args = ServeAppConfig.model_validate(args)
-    differencer = DifferencerDeployment.options(**_options(args, "differencer",
-                                                           num_gpus=args.differencer_num_gpus)).bind(args.pipeline.model_dump(mode="json"), read_limits=_serve_limits(args).model_dump(mode="json"),
-           **_differencer_scoring(args))
+    options = _options(args, "differencer", num_gpus=args.differencer_num_gpus)
+    differencer = DifferencerDeployment.options(**options).bind(
+        args.pipeline.model_dump(mode="json"), read_limits=_serve_limits(args).model_dump(mode="json"),
+        **_differencer_scoring(args))
     ner = None if args.ner is None else NerDeployment.options(**_options(args, "ner")).bind(
         args.ner.model_dump(mode="json"))
     classifier = None if args.classifier is None else _classifier(args)

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,8 +82,6 @@ _overloaded = {"count": 0, "logged": 0.0}
 def reject_overloaded(message: str, *, route: str):
     """Raise HTTP 503 for a request refused because a queue is full.  Logged once per 10 s with the count
     (a line per refusal would spend the CPU the overload already lacks)."""
-    import time
-
     _overloaded["count"] += 1
     now = time.monotonic()
     if now - _overloaded["logged"] >= _OVERLOAD_LOG_S:
@@ -92,17 +91,20 @@ def reject_overloaded(message: str, *, route: str):
 
 
 class InFlightLimiter:
-    """Admission at the door: ``with limiter(route):`` counts a request of ``route`` in flight; past
-    ``limits[route name]`` it answers 503 at once, before the body is read or parsed (a refusal must cost less
-    than the work it refuses).  Routes without a limit are only counted.  One per ingress replica (its event
-    loop is single-threaded, so the count needs no lock)."""
+    """Admission at the door: ``with limiter(route, behind=NAME):`` counts a request of ``route`` in flight;
+    past ``limits[route name]`` it answers 503 at once, before the body is read or parsed (a refusal must cost
+    less than the work it refuses), and a full queue of the deployment behind (Serve's ``BackPressureError``)
+    is a 503 naming it.  Routes without a limit are only counted.  One per ingress replica (its event loop is
+    single-threaded, so the count needs no lock)."""
 
     def __init__(self, limits: dict[str, int] | None = None):
         self.limits = dict(limits or {})
         self.in_flight: dict[str, int] = {}
 
     @contextlib.contextmanager
-    def __call__(self, route: str):
+    def __call__(self, route: str, *, behind: str = "deployment"):
+        from ray.serve.exceptions import BackPressureError
+
         name = route.strip("/")
         limit = self.limits.get(name)
         n = self.in_flight.get(name, 0)
@@ -112,6 +114,9 @@ class InFlightLimiter:
         self.in_flight[name] = n + 1
         try:
             yield
+        except BackPressureError:
+            reject_overloaded(f"the {behind}'s queue is full: retry later (the deployment's max_queued_requests)",
+                              route=route)
         finally:
             self.in_flight[name] -= 1
 
