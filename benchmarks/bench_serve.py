@@ -394,7 +394,7 @@ class RssSampler(threading.Thread):
 
     @staticmethod
     def sample() -> dict[str, float]:
-        import psutil
+        import psutil  # Ray's own copy (on sys.path once ray is imported, as it is before any sample)
 
         out = {}
         for p in psutil.process_iter(["pid", "cmdline"]):
