@@ -24,7 +24,8 @@ from astroray.errors import InvalidAlertError, InvalidInputError
 from astroray.io._checks import check_photometry, check_points, number, sky_position
 from astroray.records import Alert, LightCurve, mag_to_flux, normalize_band
 
-__all__ = ["JD_TO_MJD", "ztf_packet_to_alert", "ztf_flux", "ztf_limit_flux_err", "is_positive_difference"]
+__all__ = ["JD_TO_MJD", "ztf_packet_to_alert", "ztf_fields_read", "ztf_flux", "ztf_limit_flux_err",
+           "is_positive_difference"]
 
 JD_TO_MJD = 2400000.5
 """Subtract from a Julian date to get the modified Julian date."""
@@ -37,6 +38,25 @@ _META_FIELDS = ("candid", "fid", "pid", "programid", "field", "rcid", "xpos", "y
                 "sigmapsf", "diffmaglim", "magap", "sigmagap", "magzpsci", "fwhm", "elong", "nbad", "classtar",
                 "distnr", "magnr", "sigmagnr", "ssdistnr", "ssnamenr", "sgscore1", "distpsnr1", "ndethist",
                 "ncovhist", "jdstarthist", "neargaia", "maggaia", "rbversion", "drbversion")
+
+
+
+def ztf_fields_read(*, cutouts: bool = True) -> dict:
+    """The packet fields :func:`ztf_packet_to_alert` reads, as a projection (field -> True or its fields).
+
+    Decoding only these (:mod:`astroray.io._avro_projection`) gives the same
+    alert as decoding the whole packet; keep it in step with the mapper below.
+    """
+    fields = {"objectId": True, "candid": True, "schemavsn": True,
+              "candidate": dict.fromkeys(("jd", "fid", "ra", "dec", "magpsf", "sigmapsf", "isdiffpos", "rb", "drb",
+                                          *_META_FIELDS), True),
+              "prv_candidates": dict.fromkeys(("jd", "fid", "candid", "magpsf", "sigmapsf", "isdiffpos",
+                                               "diffmaglim"), True),
+              "fp_hists": dict.fromkeys(("jd", "fid", "forcediffimflux", "forcediffimfluxunc", "magzpsci"), True)}
+    if cutouts:
+        fields.update({name: {"stampData": True} for name, _ in _CUTOUT_FIELDS})
+    return fields
+
 
 _NEGATIVE = {"f", "false", "0", "-1", "-1.0", "0.0", "n"}
 
