@@ -39,7 +39,7 @@ from pydantic import Field
 
 from astroray.config import AstrorayConfig
 from astroray.errors import InvalidInputError
-from astroray.models.scoring import StampScorerConfig
+from astroray.models.scoring import StampScorerConfig, hold_torch_threads
 from astroray.stage import Stage
 
 __all__ = ["AlertScorerConfig", "AlertScorer", "AlertScores", "ALERT_SCORES_SCHEMA", "MODEL_SECTIONS"]
@@ -320,6 +320,7 @@ class AlertScorer(Stage[AlertScorerConfig]):
             for name in MODEL_SECTIONS:
                 if getattr(self, name) is None:
                     continue
+                hold_torch_threads(self.config.threads)
                 t0 = time.perf_counter()
                 getattr(self, f"_{name}")(histories if name != "realbogus" else alerts, cols, notes, out)
                 timings[name] = round((time.perf_counter() - t0) * 1e3, 3)

@@ -27,6 +27,7 @@ from astroray.errors import InvalidInputError
 from astroray.stage import Stage
 
 __all__ = ["StampScorerConfig", "StampScores", "StampScorer", "DEFAULT_REALBOGUS_URI", "ALERT_CUTOUTS", "difference_cutout_sign",
+           "hold_torch_threads",
            "fit_stamp", "fit_stamps", "resolve_model"]
 
 DEFAULT_REALBOGUS_URI = "models:/astroray-realbogus@champion"
@@ -34,6 +35,20 @@ DEFAULT_REALBOGUS_URI = "models:/astroray-realbogus@champion"
 
 ALERT_CUTOUTS = {"science": "cutout_science", "reference": "cutout_reference", "difference": "cutout_difference"}
 """The :class:`~astroray.records.Alert` cutout of each stamp channel (alerts carry no S_corr stamp)."""
+
+
+def hold_torch_threads(threads: int | None) -> None:
+    """Put torch's intra-op thread count back to ``threads`` (if given) where something in the process moved it.
+
+    Seen here: after the real/bogus model's first batch (its input goes through a parallel Numba kernel on
+    OpenMP) torch reported both cores again, and the models after it ran two threads against the other
+    actor's on two cores, 3-10x slower.  Reading and setting the count costs well under a microsecond.
+    """
+    if threads:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def difference_cutout_sign(alert) -> float:
@@ -295,8 +310,10 @@ class StampScorer(Stage[StampScorerConfig]):
         out = np.empty(len(arr), np.float32)
         with torch.inference_mode():
             for start in range(0, len(arr), self.config.batch_size):
+                hold_torch_threads(self.config.threads)
                 chunk = torch.from_numpy(np.ascontiguousarray(arr[start:start + self.config.batch_size]))
                 out[start:start + len(chunk)] = model(chunk.to(self.device)).float().cpu().numpy()
+        hold_torch_threads(self.config.threads)
         real = np.where(np.isfinite(out), out >= threshold, False)
         return StampScores(out, real, float(threshold),
                            {k: info.get(k) for k in ("name", "version", "run_id", "uri")})
