@@ -79,11 +79,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
@@ -110,6 +109,9 @@ from astroray.lightcurves.rows import (
     lightcurve_rows,
     ragged_rows,
 )
+
+if TYPE_CHECKING:
+    from astroray.models.lightning_modules import LightCurveModule
 
 __all__ = [
     "LABEL_ID_COLUMN",
@@ -747,104 +749,6 @@ class LightCurveNet(nn.Module):
 # --------------------------------------------------------------------------- training
 
 
-class LightCurveModule(pl.LightningModule):
-    """Training of :class:`LightCurveNet`: class-weighted cross-entropy on randomly cut light curves,
-    plus the error-weighted flux reconstruction (module docstring).
-
-    ``collate(batch_dict)`` turns a Ray Data batch (NumPy arrays, one row per
-    light curve) into tensors; the same is used for training and validation
-    batches, and the random cut happens in :meth:`training_step`.  Validation
-    logs ``val_loss`` (the weighted cross-entropy), ``val_macro_f1`` and
-    ``val_accuracy`` over all ranks' rows.
-    """
-
-    def __init__(self, config: dict | None = None):
-        super().__init__()
-        cfg = config_from_dict(LightCurveModelConfig, config, source="lc_transformer model config")
-        self.save_hyperparameters({"config": cfg.model_dump(mode="json")})
-        self.config = cfg
-        self.net = LightCurveNet(cfg)
-        self.reconstruct = nn.Linear(cfg.d_model, 1)
-        weight = torch.tensor(cfg.class_weights, dtype=torch.float32) if cfg.class_weights else torch.ones(cfg.n_classes)
-        self.register_buffer("class_weight", weight)
-        self._val_logits: list = []
-        self._val_labels: list = []
-
-    def collate(self, batch: dict) -> dict:
-        return collate_lightcurves(batch, self.config)
-
-    def _rng(self) -> np.random.Generator:
-        # drawn from torch's generator, so Lightning's seed_everything (per rank) fixes the cuts
-        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-
-    def _loss(self, logits, label):
-        return F.cross_entropy(logits, label, weight=self.class_weight, ignore_index=UNLABELLED,
-                               label_smoothing=self.config.label_smoothing)
-
-    def training_step(self, batch, batch_idx):
-        cfg = self.config
-        if cfg.truncate:
-            batch = truncate_batch(batch, cfg, rng=self._rng())
-        inputs = encoder_inputs(batch)
-        mask = inputs["mask"]
-        if cfg.flux_noise > 0:
-            noise = torch.randn_like(inputs["flux"]) * inputs["flux_err"] * cfg.flux_noise
-            inputs = {**inputs, "flux": inputs["flux"] + noise * mask}
-        hidden = None
-        if cfg.reconstruction_weight > 0 and cfg.mask_fraction > 0:
-            enough = (mask.sum(dim=1, keepdim=True) >= 2)
-            hidden = mask & enough & (torch.rand_like(inputs["flux"]) < cfg.mask_fraction)
-        embedding, points = self.net.encoder.encode(inputs, hidden=hidden)
-        logits = self.net.classify(embedding, inputs["objects"])
-        loss = self._loss(logits, batch["label"])
-        n = int(batch["label"].shape[0])
-        if hidden is not None:
-            rec = self._reconstruction(points, batch, hidden)
-            self.log("train_reconstruction", rec, on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
-            loss = loss + cfg.reconstruction_weight * rec
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=n)
-        return loss
-
-    def _reconstruction(self, points, batch, hidden):
-        """Huber loss of the hidden fluxes' residuals in units of their errors (0 when none is hidden)."""
-        if not bool(hidden.any()):
-            return points.sum() * 0.0
-        pred = self.reconstruct(points).squeeze(-1)[hidden]
-        target = batch["flux"].float()[hidden].clamp(-_FLUX_CLIP, _FLUX_CLIP)
-        sigma = torch.sqrt(batch["flux_err"].float()[hidden] ** 2 + self.config.error_floor ** 2)
-        return F.huber_loss((pred - target) / sigma, torch.zeros_like(pred), delta=3.0)
-
-    def validation_step(self, batch, batch_idx):
-        logits = self.net.logits(encoder_inputs(batch))
-        label = batch["label"]
-        keep = label >= 0
-        if bool(keep.any()):
-            self.log("val_loss", self._loss(logits, label), on_step=False, on_epoch=True, prog_bar=True,
-                     sync_dist=True, batch_size=int(keep.sum()))
-        self._val_logits.append(logits[keep].detach().float().cpu())
-        self._val_labels.append(label[keep].detach().cpu())
-
-    def on_validation_epoch_end(self):
-        if not self._val_logits:
-            return
-        pred = torch.cat(self._val_logits).argmax(dim=1).float()
-        labels = torch.cat(self._val_labels).float()
-        self._val_logits, self._val_labels = [], []
-        if self.trainer is not None and self.trainer.world_size > 1:
-            from astroray.models.realbogus import gather_varlen
-
-            pred, labels = gather_varlen(self, pred), gather_varlen(self, labels)
-        f1, acc = _f1_and_accuracy(labels.numpy().astype(np.int64), pred.numpy().astype(np.int64), self.config.n_classes)
-        self.log("val_macro_f1", f1, sync_dist=False, rank_zero_only=False)
-        self.log("val_accuracy", acc, sync_dist=False, rank_zero_only=False)
-
-    def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self.trainer is not None else 1
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-
 def _f1_and_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int) -> tuple[float, float]:
     """Macro-F1 over the classes present in ``y`` or ``pred``, and accuracy (NaN for no rows)."""
     if y.size == 0:
@@ -868,7 +772,7 @@ def predict_rows(model: LightCurveNet | LightCurveModule, rows: Any, *, batch_si
     """
     import pyarrow.compute as pc
 
-    net = model.net if isinstance(model, LightCurveModule) else model
+    net = model if isinstance(model, LightCurveNet) else model.net
     if not isinstance(net, LightCurveNet):
         raise InvalidInputError(f"predict_rows takes a LightCurveNet or LightCurveModule, got {type(model).__name__}")
     if isinstance(rows, pa.RecordBatch):
@@ -1067,7 +971,7 @@ class LightCurveClassifier:
                    version: int | None = None) -> LightCurveClassifier:
         """A classifier around a net in memory (no MLflow); ``calibrator`` a fitted TemperatureScaling
         (on logits) or IsotonicCalibration (on probabilities), optional."""
-        net = model.net if isinstance(model, LightCurveModule) else model
+        net = model if isinstance(model, LightCurveNet) else model.net
         if not isinstance(net, LightCurveNet):
             raise InvalidInputError(f"from_model takes a LightCurveNet or LightCurveModule, got {type(model).__name__}")
         info = {"name": name, "version": version, "run_id": None, "uri": None, "metadata": {}}
@@ -1200,3 +1104,12 @@ def _apply_calibration(logits: np.ndarray, temperature: float, calibrator) -> np
     if isinstance(calibrator, TemperatureScaling):
         return calibrator.transform(logits / temperature)
     return calibrator.transform(_softmax(logits / temperature))
+
+
+def __getattr__(name: str):
+    # The LightningModule lives in astroray.models.lightning_modules: scoring never imports Lightning (3-5 s a process)
+    if name in ("LightCurveModule",):
+        from astroray.models import lightning_modules
+
+        return getattr(lightning_modules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -65,10 +65,9 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
@@ -83,8 +82,10 @@ from astroray.lightcurves import (
     as_ragged,
     feature_names,
 )
-from astroray.lightcurves.rows import LABEL_ID_COLUMN
 from astroray.records import AB_NJY_ZEROPOINT, LightCurve
+
+if TYPE_CHECKING:
+    from astroray.models.lightning_modules import ProtoNetModule
 
 __all__ = [
     "CONTEXT_COLUMNS",
@@ -485,79 +486,6 @@ def episode_loss(encoder: FeatureEncoder, z: torch.Tensor, labels: np.ndarray, *
 # --------------------------------------------------------------------------- LightningModule
 
 
-class ProtoNetModule(pl.LightningModule):
-    """Episodic training of a :class:`FeatureEncoder` (the ``protonet`` model kind).
-
-    Batches are ``{"x": featurizer output (n, F) float32 with NaN, "label": (n,) int64}``
-    (:meth:`collate` builds them from rows of light curves).  Logs
-    ``train_loss``, ``val_loss`` and ``val_acc`` (query accuracy of episodes).
-    """
-
-    def __init__(self, config: dict | ProtoNetConfig | None = None):
-        super().__init__()
-        cfg = config if isinstance(config, ProtoNetConfig) else ProtoNetConfig(**(config or {}))
-        self.save_hyperparameters({"config": cfg.model_dump(mode="json")})
-        self.config = cfg
-        self.encoder = FeatureEncoder(cfg)
-        self.featurizer = LightCurveFeaturizer(cfg)
-        self._rng = np.random.default_rng(cfg.seed)
-
-    def collate(self, batch) -> dict:
-        """Rows of light curves (a Ray Data batch: list columns ``mjd, band, flux, flux_err, detected``,
-        ``label_id``, optionally ``object_id`` and ``redshift``) as ``{"x", "label"}`` tensors."""
-        table = _rows_table(batch)
-        redshift = None
-        if "redshift" in table.column_names:
-            redshift = np.asarray(table.column("redshift").to_numpy(zero_copy_only=False), dtype=np.float64)
-        matrix = self.featurizer.run(table, redshift=redshift, n_threads=1)
-        out = {"x": torch.from_numpy(matrix.values.astype(np.float32))}
-        if LABEL_ID_COLUMN in table.column_names:
-            out["label"] = torch.as_tensor(np.asarray(table.column(LABEL_ID_COLUMN).to_numpy(), np.int64))
-        return out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Embeddings of featurizer output."""
-        return self.encoder(x)
-
-    def _step(self, batch, train: bool):
-        x, label = batch["x"], batch["label"]
-        if not bool(self.encoder.fitted):  # no scaler given: this (first) batch sets it
-            centre, spread = self.featurizer.fit_scaler(x.detach().cpu().double().numpy())
-            self.encoder.set_scaler(centre, spread)
-        z = self.encoder.standardize(x)
-        cfg = self.config
-        if train:
-            if cfg.feature_noise > 0:
-                z = z + torch.randn_like(z) * cfg.feature_noise
-            if cfg.feature_dropout > 0:
-                z = z * (torch.rand_like(z) >= cfg.feature_dropout).to(z.dtype)
-        labels = label.detach().cpu().numpy()
-        return episode_loss(self.encoder, z, labels, n_way=cfg.n_way, k_shot=cfg.k_shot, n_query=cfg.n_query,
-                            n_episodes=cfg.episodes_per_batch if train else 1, rng=self._rng)
-
-    def training_step(self, batch, batch_idx):
-        loss, _ = self._step(batch, train=True)
-        if loss is None:  # fewer than two classes in this batch: nothing to learn from it
-            return None
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=int(batch["label"].shape[0]))
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        loss, acc = self._step(batch, train=False)
-        if loss is None:
-            return
-        n = int(batch["label"].shape[0])
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=n)
-        self.log("val_acc", acc.to(loss.device), on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
-
-    def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self.trainer is not None else 1
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-
 def _rows_table(batch):
     """A Ray Data batch (dict of arrays), DataFrame or Arrow table of light-curve rows as an Arrow table."""
     import pyarrow as pa
@@ -631,6 +559,8 @@ def train_protonet(features: np.ndarray, labels: np.ndarray, config: ProtoNetCon
         centre, spread = LightCurveFeaturizer(cfg).fit_scaler(x)
         cfg = cfg.with_updates(feature_center=centre, feature_scale=spread)
     torch.manual_seed(seed)
+    from astroray.models.lightning_modules import ProtoNetModule
+
     module = ProtoNetModule(cfg)
     module._rng = np.random.default_rng([cfg.seed, seed])
     rng = np.random.default_rng([seed, 1])
@@ -760,7 +690,7 @@ def _encoders(model) -> list[FeatureEncoder]:
         raise InvalidInputError("give at least one trained ProtoNet (module or encoder)")
     out = []
     for i, m in enumerate(items):
-        enc = m.encoder if isinstance(m, ProtoNetModule) else m
+        enc = m if isinstance(m, FeatureEncoder) else getattr(m, "encoder", m)
         if not isinstance(enc, FeatureEncoder):
             raise InvalidInputError(f"model[{i}] is a {type(m).__name__}; give ProtoNetModule or FeatureEncoder")
         if not bool(enc.fitted):
@@ -951,3 +881,12 @@ class ProtoNetClassifier:
                              none_of_these=np.where(empty, False, score > self.open_set_threshold),
                              entropy=entropy, mutual_information=mi, embeddings=emb,
                              object_ids=matrix.object_ids)
+
+
+def __getattr__(name: str):
+    # The LightningModule lives in astroray.models.lightning_modules: scoring never imports Lightning (3-5 s a process)
+    if name in ("ProtoNetModule",):
+        from astroray.models import lightning_modules
+
+        return getattr(lightning_modules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

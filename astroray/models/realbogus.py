@@ -27,11 +27,10 @@ candidate head, sigmoid): what is logged to MLflow and served.  No Ray here.
 from __future__ import annotations
 
 import itertools
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numba as nb
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
@@ -39,6 +38,9 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from astroray.config import AstrorayConfig
+
+if TYPE_CHECKING:
+    from astroray.models.lightning_modules import RealBogusModule, gather_varlen  # noqa: F401
 
 __all__ = [
     "BLANK_LIMIT",
@@ -449,98 +451,6 @@ def collate_stamps(batch: dict, channels, *, with_targets: bool = True) -> dict:
     return out
 
 
-class RealBogusModule(pl.LightningModule):
-    """Training of :class:`RealBogusNet`: candidate BCE plus per-pixel cross-entropy, with augmentation.
-
-    Validation logs ``val_loss``, ``val_auc`` and ``val_fnr_at_1fpr`` (the
-    fraction of real candidates lost at a 1% false-positive rate) per epoch.
-    """
-
-    def __init__(self, config: dict | None = None):
-        super().__init__()
-        cfg = RealBogusConfig(**(config or {}))
-        self.save_hyperparameters({"config": cfg.model_dump(mode="json")})
-        self.config = cfg
-        self.net = RealBogusNet(cfg)
-        self._val_scores: list = []
-        self._val_labels: list = []
-
-    def collate(self, batch: dict) -> dict:
-        return collate_stamps(batch, self.config.channels)
-
-    def _augment(self, x, mask):
-        if torch.rand(()) < 0.5:
-            x, mask = x.flip(-1), (mask.flip(-1) if mask is not None else None)
-        if torch.rand(()) < 0.5:
-            x, mask = x.flip(-2), (mask.flip(-2) if mask is not None else None)
-        k = int(torch.randint(0, 4, ()))
-        if k:
-            x, mask = x.rot90(k, (-2, -1)), (mask.rot90(k, (-2, -1)) if mask is not None else None)
-        return x, mask
-
-    def _step(self, batch, train: bool):
-        cfg = self.config
-        stamps, label = batch["stamps"], batch["label"]
-        mask = batch.get("mask")
-        if train and cfg.augment:
-            stamps, mask = self._augment(stamps, mask)
-        x = self.net.prepare(stamps)
-        if train and cfg.noise_sigma > 0:
-            noise = torch.randn_like(x) * cfg.noise_sigma
-            if cfg.valid_channel:
-                noise[:, -1] = 0
-            x = x + noise
-        logit, seg = self.net.unet(x)
-        loss = F.binary_cross_entropy_with_logits(logit, label)
-        if mask is not None and cfg.seg_weight > 0:
-            pad = seg.shape[-1] - mask.shape[-1]
-            pad_h = seg.shape[-2] - mask.shape[-2]
-            target = F.pad(mask, (pad // 2, pad - pad // 2, pad_h // 2, pad_h - pad_h // 2), value=-100)
-            loss = loss + cfg.seg_weight * F.cross_entropy(seg, target, ignore_index=-100)
-        return loss, logit
-
-    def training_step(self, batch, batch_idx):
-        loss, _ = self._step(batch, train=True)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=int(batch["label"].shape[0]))
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        loss, logit = self._step(batch, train=False)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=int(batch["label"].shape[0]))
-        self._val_scores.append(logit.detach().float().cpu())
-        self._val_labels.append(batch["label"].detach().float().cpu())
-
-    def on_validation_epoch_end(self):
-        if not self._val_scores:
-            return
-        scores = torch.cat(self._val_scores)
-        labels = torch.cat(self._val_labels)
-        self._val_scores, self._val_labels = [], []
-        if self.trainer.world_size > 1:  # every worker scores its own shard: gather them for one AUC
-            scores, labels = gather_varlen(self, scores), gather_varlen(self, labels)
-        auc, fnr = _auc_and_fnr(scores.numpy(), labels.numpy())
-        self.log("val_auc", auc, sync_dist=False, rank_zero_only=False)
-        self.log("val_fnr_at_1fpr", fnr, sync_dist=False, rank_zero_only=False)
-
-    def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        max_epochs = max(int(self.trainer.max_epochs or 1), 1) if self.trainer is not None else 1
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-
-def gather_varlen(module: pl.LightningModule, values):
-    """``values`` (1-D, any length per rank) of every rank, concatenated (``all_gather`` needs equal shapes)."""
-    sizes = module.all_gather(torch.tensor([values.shape[0]], device=module.device)).reshape(-1)
-    longest = int(sizes.max())
-    padded = torch.full((longest,), float("nan"), dtype=values.dtype, device=module.device)
-    padded[: values.shape[0]] = values.to(module.device)
-    gathered = module.all_gather(padded).reshape(len(sizes), longest)
-    return torch.cat([gathered[i, : int(n)] for i, n in enumerate(sizes)]).cpu()
-
-
 def _auc_and_fnr(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """ROC AUC and the false-negative rate at a 1% false-positive rate (NaN without both classes)."""
     from astroray.errors import InvalidInputError
@@ -550,3 +460,12 @@ def _auc_and_fnr(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         return float(roc_auc(labels, scores)), float(operating_point_at_fpr(labels, scores, target_fpr=0.01).fnr)
     except InvalidInputError:
         return float("nan"), float("nan")
+
+
+def __getattr__(name: str):
+    # The LightningModule lives in astroray.models.lightning_modules: scoring never imports Lightning (3-5 s a process)
+    if name in ("RealBogusModule", "gather_varlen"):
+        from astroray.models import lightning_modules
+
+        return getattr(lightning_modules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,10 +24,10 @@ class ModelKind:
 
 
 MODEL_KINDS = {
-    "realbogus": ModelKind("realbogus", "astroray.models.realbogus:RealBogusModule", "astroray-realbogus"),
-    "lc_transformer": ModelKind("lc_transformer", "astroray.models.lc_transformer:LightCurveModule",
+    "realbogus": ModelKind("realbogus", "astroray.models.lightning_modules:RealBogusModule", "astroray-realbogus"),
+    "lc_transformer": ModelKind("lc_transformer", "astroray.models.lightning_modules:LightCurveModule",
                                 "astroray-lc-transformer"),
-    "protonet": ModelKind("protonet", "astroray.models.protonet:ProtoNetModule", "astroray-protonet"),
+    "protonet": ModelKind("protonet", "astroray.models.lightning_modules:ProtoNetModule", "astroray-protonet"),
 }
 
 

@@ -115,3 +115,19 @@ def test_pinned_config_names_the_versions(store):
     assert cfg.section("realbogus").model_uri == "models:/astroray-realbogus/3"
     assert cfg.section("classifier").model_uri == "models:/astroray-lc-transformer@champion"
     assert cfg.section("realbogus").tracking_uri == store["uri"]
+
+
+def test_scoring_never_imports_lightning():
+    """The scorers load no LightningModule: Lightning's 3-5 s import stays out of actors, replicas and the CLI,
+    while the training modules are still reached by their old names."""
+    import subprocess
+    import sys
+
+    code = ("import sys, astroray.models.alert_scoring, astroray.models.scoring, astroray.models.lc_transformer, "
+            "astroray.models.rare_events, astroray.models.realbogus, astroray.models.protonet; "
+            "assert 'pytorch_lightning' not in sys.modules, 'scoring imported Lightning'; "
+            "from astroray.models.lc_transformer import LightCurveModule; "
+            "from astroray.models.lightning_modules import LightCurveModule as direct; "
+            "assert LightCurveModule is direct and 'pytorch_lightning' in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], timeout=180, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
