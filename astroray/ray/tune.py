@@ -154,6 +154,9 @@ def _trial(config: dict, static: dict) -> None:
         if result.error is not None:
             raise result.error
         status = "FINISHED"
+    except SystemExit:  # Tune ends a trial it has heard enough from (ASHA, max_t) by exiting its thread
+        status = "FINISHED"
+        raise
     finally:
         client.set_terminated(run.info.run_id, status=status)
 
@@ -252,8 +255,9 @@ def run_sweep(model_kind: str, base_config: dict, datasets: dict, sweep: SweepCo
             overrides = {k: v for k, v in (r.config or {}).items() if not k.startswith("_")}
             trial_name = (r.metrics or {}).get("trial_id")
             run = next((v for k, v in runs.items() if trial_name and k.endswith(str(trial_name))), None)
-            if run is not None and run.info.status == "RUNNING":
-                client.set_terminated(run.info.run_id, status="FINISHED" if r.error is None else "FAILED")
+            wanted = "FINISHED" if r.error is None else "FAILED"
+            if run is not None and run.info.status != wanted:  # still RUNNING, or marked by a thread Tune ended
+                client.set_terminated(run.info.run_id, status=wanted)
             trials.append({"overrides": overrides, "metrics": {k: v for k, v in (r.metrics or {}).items()
                                                                if isinstance(v, (int, float))},
                            "error": None if r.error is None else str(r.error)[:300],

@@ -166,5 +166,5 @@ def test_a_two_trial_sweep_finishes_with_both_trials_in_mlflow(stamps, home):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     exp = client.get_experiment_by_name("rb-sweep")
     children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
-    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children), [r.info.status for r in children]
     assert all("val_loss" in r.data.metrics and "model.lr" in r.data.params for r in children)
