@@ -7,7 +7,9 @@ wire framing (a zero byte and a 4-byte schema id, as Rubin's Kafka stream
 sends).  The alert schema is then recognised from the record layout
 (``candidate`` for ZTF, ``diaSource`` for Rubin and ELAsTiCC, our own
 :data:`~astroray.records.ALERT_SCHEMA` tables) and each record goes through one
-small mapper (:mod:`astroray.io.ztf`, :mod:`astroray.io.lsst`).
+small mapper (:mod:`astroray.io.ztf`, :mod:`astroray.io.lsst`).  ZTF Avro
+containers decode only the fields the ZTF mapper reads
+(:mod:`astroray.io._avro_projection`, ~4x faster than whole packets).
 
 Columns a broker added to the packets (Fink's classifier outputs ``snn_*``,
 ``rf_*``, ``cats_*``, ..., SNANA truth such as ``GENTYPE``) never reach
