@@ -443,9 +443,9 @@ def _read_long(stream: IO[bytes]) -> int | None:
             raise AvroDecodeError("a varint longer than 64 bits in a block header")
 
 
-def _header_end(stream: IO[bytes]) -> bytes:
-    """Move ``stream`` past the container header; return its sync marker."""
-    stream.seek(0)
+def _header_end(stream: IO[bytes], start: int = 0) -> bytes:
+    """Move ``stream`` past the container header that begins at ``start``; return its sync marker."""
+    stream.seek(start)
     if stream.read(4) != b"Obj\x01":
         raise AvroDecodeError("not an Avro object container")
     while True:
@@ -468,8 +468,10 @@ def _header_end(stream: IO[bytes]) -> bytes:
     return sync
 
 
-def iter_projected_container(stream: IO[bytes], projection: AvroProjection, codec: str) -> Iterator[dict]:
-    """Every record of a seekable container ``stream`` as a dict of the projection's kept fields, block by block.
+def iter_projected_container(stream: IO[bytes], projection: AvroProjection, codec: str, *,
+                             start: int = 0) -> Iterator[dict]:
+    """Every record of the container at ``start`` of a seekable ``stream``, as a dict of the projection's kept
+    fields, block by block.
 
     Raises
     ------
@@ -480,7 +482,7 @@ def iter_projected_container(stream: IO[bytes], projection: AvroProjection, code
     """
     if codec not in ("null", "deflate"):
         raise ProjectionUnsupported(f"codec {codec!r}")
-    sync = _header_end(stream)
+    sync = _header_end(stream, start)
     while True:
         count = _read_long(stream)
         if count is None:

@@ -159,6 +159,14 @@ def test_read_alerts_gives_the_same_alerts_as_through_fastavro(shared_data, monk
             assert _equal(_alert_fields(a), _alert_fields(b)), a.alert_id
 
 
+def test_a_container_further_into_a_stream_reads_from_where_the_stream_stands(shared_data):
+    data = (shared_data / ZTF_FILES[0]).read_bytes()
+    stream = io.BytesIO(b"not part of the container" + data)
+    stream.seek(len(b"not part of the container"))
+    [alert] = read_alerts(stream, name="offset.avro")
+    assert alert.alert_id == read_alerts(shared_data / ZTF_FILES[0])[0].alert_id
+
+
 def test_schemas_it_does_not_cover_fall_back_to_fastavro(shared_data):
     reader = fastavro.reader(io.BytesIO((shared_data / "alerts/lsst/schema/11/0/sample_data/fakeAlert.avro")
                                         .read_bytes()))
