@@ -157,7 +157,7 @@ class AvroProjection:
         while True:
             ev = (np.empty(cap, np.int32), np.empty(cap, np.int8), np.empty(cap, np.int64), np.empty(cap, np.int64))
             pos, n, status = _decode_records(buf, 0, len(block), count, self.root, self.nodes, self.children, *ev)
-            if status != 4:
+            if status != _NO_ROOM:
                 break
             cap *= 4  # more kept values than guessed: decode the block again into room enough
         if status:
@@ -226,9 +226,13 @@ class AvroProjection:
         return records
 
 
-@njit(cache=True, nogil=True)
+# kernel status codes (the wrapper's messages are in _STATUS)
+_TRUNCATED, _BAD_UNION, _NEGATIVE_LENGTH, _NO_ROOM, _TOO_DEEP, _LONG_VARINT, _BAD_ENUM = 1, 2, 3, 4, 5, 6, 7
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _varint(buf, pos, end):
-    """(value, next position); next position -1: truncated, -2: longer than 64 bits."""
+    """(value, next position); a negative next position is a status: -1 truncated, -6 longer than 64 bits."""
     shift = 0
     acc = np.uint64(0)
     while True:
@@ -241,186 +245,166 @@ def _varint(buf, pos, end):
             break
         shift += 7
         if shift > 63:
-            return np.int64(0), np.int64(-2)
+            return np.int64(0), np.int64(-6)
     value = np.int64(acc >> np.uint64(1)) ^ -np.int64(acc & np.uint64(1))
     return value, np.int64(pos)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _span(buf, pos, end):
+    """A length-prefixed run of bytes (string, bytes, map key): (start, length, status)."""
+    n, p = _varint(buf, pos, end)
+    if p < 0:
+        return pos, np.int64(0), -p
+    if n < 0:
+        return pos, np.int64(0), 3
+    if p + n > end:
+        return pos, np.int64(0), 1
+    return p, n, 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _emit(ev_slot, ev_kind, ev_a, ev_b, ne, slot, kind, a, b):
+    """Write one event at ``ne``; the next index, or -1 when the arrays are full."""
+    if ne >= ev_slot.shape[0]:
+        return -1
+    ev_slot[ne] = slot
+    ev_kind[ne] = kind
+    ev_a[ne] = a
+    ev_b[ne] = b
+    return ne + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _push(st_node, st_i, st_flag, sp, node):
+    """Start ``node`` on top of the stack; the new depth, or -1 past the stack's size."""
+    if sp >= st_node.shape[0]:
+        return -1
+    st_node[sp] = node
+    st_i[sp] = 0
+    st_flag[sp] = 0
+    return sp + 1
 
 
 @njit(cache=True, nogil=True)
 def _decode_records(buf, pos, end, count, root, nodes, children, ev_slot, ev_kind, ev_a, ev_b):
     """Walk ``count`` records from ``pos``; one event per kept value.  Returns (pos, events, status):
-    status 0 ok, 1 truncated, 2 union index, 3 negative length, 4 out of event room, 5 too deep, 6 long varint,
-    7 enum index."""
-    cap = ev_slot.shape[0]
+    status 0 ok, else one of the codes above."""
     st_node = np.empty(256, np.int64)
     st_i = np.empty(256, np.int64)
     st_flag = np.zeros(256, np.int64)
     ne = 0
     for _ in range(count):
-        sp = 1
-        st_node[0] = root
-        st_i[0] = 0
-        st_flag[0] = 0
+        sp = _push(st_node, st_i, st_flag, 0, root)
         while sp > 0:
             t = sp - 1
             nd = st_node[t]
             kind = nodes[nd, 0]
             slot = nodes[nd, 1]
-            if kind == 9:  # record
+            child = -1  # the node to start next, if any
+            if kind == 9:  # record: its start, each field in turn, its end
                 i = st_i[t]
                 if st_flag[t] == 0:
                     st_flag[t] = 1
                     if slot >= 0:
-                        if ne >= cap:
-                            return pos, ne, 4
-                        ev_slot[ne] = slot
-                        ev_kind[ne] = 20
-                        ne += 1
+                        ne = _emit(ev_slot, ev_kind, ev_a, ev_b, ne, slot, 20, 0, 0)
                 if i < nodes[nd, 3]:
                     st_i[t] = i + 1
-                    if sp >= 256:
-                        return pos, ne, 5
-                    st_node[sp] = children[nodes[nd, 2] + i]
-                    st_i[sp] = 0
-                    st_flag[sp] = 0
-                    sp += 1
+                    child = children[nodes[nd, 2] + i]
                 else:
-                    if slot >= 0:
-                        if ne >= cap:
-                            return pos, ne, 4
-                        ev_slot[ne] = slot
-                        ev_kind[ne] = 23
-                        ne += 1
+                    if slot >= 0 and ne >= 0:
+                        ne = _emit(ev_slot, ev_kind, ev_a, ev_b, ne, slot, 23, 0, 0)
                     sp -= 1
-                continue
-            if kind == 10 or kind == 11:  # array, map
+            elif kind == 10 or kind == 11:  # array, map: blocks of items (st_i: items left in this block)
                 if st_flag[t] == 0:
                     st_flag[t] = 1
                     st_i[t] = 0
                     if slot >= 0:
-                        if ne >= cap:
-                            return pos, ne, 4
-                        ev_slot[ne] = slot
-                        ev_kind[ne] = 21 if kind == 10 else 22
-                        ne += 1
+                        ne = _emit(ev_slot, ev_kind, ev_a, ev_b, ne, slot, 21 if kind == 10 else 22, 0, 0)
                 if st_i[t] == 0:
                     n, p = _varint(buf, pos, end)
                     if p < 0:
-                        return pos, ne, 1 if p == -1 else 6
+                        return pos, ne, -p
                     pos = p
-                    if n == 0:
-                        if slot >= 0:
-                            if ne >= cap:
-                                return pos, ne, 4
-                            ev_slot[ne] = slot
-                            ev_kind[ne] = 23
-                            ne += 1
-                        sp -= 1
-                        continue
                     if n < 0:
                         n = -n
-                        size, p = _varint(buf, pos, end)  # the block's byte size: not needed
+                        _, p = _varint(buf, pos, end)  # the block's byte size: not needed
                         if p < 0:
-                            return pos, ne, 1 if p == -1 else 6
+                            return pos, ne, -p
                         pos = p
                     st_i[t] = n
-                st_i[t] -= 1
-                if kind == 11:
-                    n, p = _varint(buf, pos, end)
-                    if p < 0:
-                        return pos, ne, 1 if p == -1 else 6
-                    if n < 0:
-                        return pos, ne, 3
-                    if p + n > end:
-                        return pos, ne, 1
-                    if slot >= 0:
-                        if ne >= cap:
-                            return pos, ne, 4
-                        ev_slot[ne] = slot
-                        ev_kind[ne] = 24
-                        ev_a[ne] = p
-                        ev_b[ne] = n
-                        ne += 1
-                    pos = p + n
-                if sp >= 256:
-                    return pos, ne, 5
-                st_node[sp] = nodes[nd, 2]
-                st_i[sp] = 0
-                st_flag[sp] = 0
-                sp += 1
-                continue
-            if kind == 12:  # union
+                if st_i[t] == 0:  # the closing empty block
+                    if slot >= 0 and ne >= 0:
+                        ne = _emit(ev_slot, ev_kind, ev_a, ev_b, ne, slot, 23, 0, 0)
+                    sp -= 1
+                else:
+                    st_i[t] -= 1
+                    if kind == 11:
+                        start, n, status = _span(buf, pos, end)
+                        if status:
+                            return pos, ne, status
+                        if slot >= 0 and ne >= 0:
+                            ne = _emit(ev_slot, ev_kind, ev_a, ev_b, ne, slot, 24, start, n)
+                        pos = start + n
+                    child = nodes[nd, 2]
+            elif kind == 12:  # union: the branch index, then the branch
                 if st_flag[t] == 0:
                     st_flag[t] = 1
                     b, p = _varint(buf, pos, end)
                     if p < 0:
-                        return pos, ne, 1 if p == -1 else 6
+                        return pos, ne, -p
                     if b < 0 or b >= nodes[nd, 3]:
-                        return pos, ne, 2
+                        return pos, ne, _BAD_UNION
                     pos = p
-                    if sp >= 256:
-                        return pos, ne, 5
-                    st_node[sp] = children[nodes[nd, 2] + b]
-                    st_i[sp] = 0
-                    st_flag[sp] = 0
-                    sp += 1
+                    child = children[nodes[nd, 2] + b]
                 else:
                     sp -= 1
-                continue
-            # a scalar: decoded, kept or skipped
-            sp -= 1
-            va = np.int64(0)
-            vb = np.int64(0)
-            if kind == 0:  # null
-                pass
-            elif kind == 2 or kind == 8:  # int/long, enum
-                v, p = _varint(buf, pos, end)
-                if p < 0:
-                    return pos, ne, 1 if p == -1 else 6
-                if kind == 8 and (v < 0 or v >= nodes[nd, 2]):
-                    return pos, ne, 7
-                pos = p
-                va = v
-            elif kind == 4 or kind == 3:  # double, float: little-endian bits
-                width = 8 if kind == 4 else 4
-                if pos + width > end:
-                    return pos, ne, 1
-                bits = np.uint64(0)
-                for k in range(width):
-                    bits |= np.uint64(buf[pos + k]) << np.uint64(8 * k)
-                pos += width
-                va = np.int64(bits)
-            elif kind == 5 or kind == 6:  # string, bytes
-                n, p = _varint(buf, pos, end)
-                if p < 0:
-                    return pos, ne, 1 if p == -1 else 6
-                if n < 0:
-                    return pos, ne, 3
-                if p + n > end:
-                    return pos, ne, 1
-                va = p
-                vb = n
-                pos = p + n
-            elif kind == 7:  # fixed
-                n = nodes[nd, 2]
-                if pos + n > end:
-                    return pos, ne, 1
-                va = pos
-                vb = n
-                pos += n
-            elif kind == 1:  # boolean
-                if pos >= end:
-                    return pos, ne, 1
-                va = np.int64(buf[pos])
-                pos += 1
-            if slot >= 0:
-                if ne >= cap:
-                    return pos, ne, 4
-                ev_slot[ne] = slot
-                ev_kind[ne] = kind
-                ev_a[ne] = va
-                ev_b[ne] = vb
-                ne += 1
+            else:  # a scalar: decoded, kept or skipped
+                sp -= 1
+                va = np.int64(0)
+                vb = np.int64(0)
+                if kind == 2 or kind == 8:  # int/long, enum
+                    v, p = _varint(buf, pos, end)
+                    if p < 0:
+                        return pos, ne, -p
+                    if kind == 8 and (v < 0 or v >= nodes[nd, 2]):
+                        return pos, ne, _BAD_ENUM
+                    pos = p
+                    va = v
+                elif kind == 4 or kind == 3:  # double, float: little-endian bits
+                    width = 8 if kind == 4 else 4
+                    if pos + width > end:
+                        return pos, ne, _TRUNCATED
+                    bits = np.uint64(0)
+                    for k in range(width):
+                        bits |= np.uint64(buf[pos + k]) << np.uint64(8 * k)
+                    pos += width
+                    va = np.int64(bits)
+                elif kind == 5 or kind == 6:  # string, bytes
+                    start, n, status = _span(buf, pos, end)
+                    if status:
+                        return pos, ne, status
+                    va, vb = start, n
+                    pos = start + n
+                elif kind == 7:  # fixed
+                    n = nodes[nd, 2]
+                    if pos + n > end:
+                        return pos, ne, _TRUNCATED
+                    va, vb = pos, n
+                    pos += n
+                elif kind == 1:  # boolean
+                    if pos >= end:
+                        return pos, ne, _TRUNCATED
+                    va = np.int64(buf[pos])
+                    pos += 1
+                if slot >= 0:  # null (kind 0) reads nothing
+                    ne = _emit(ev_slot, ev_kind, ev_a, ev_b, ne, slot, kind, va, vb)
+            if ne < 0:
+                return pos, 0, _NO_ROOM
+            if child >= 0:
+                sp = _push(st_node, st_i, st_flag, sp, child)
+                if sp < 0:
+                    return pos, ne, _TOO_DEEP
     return pos, ne, 0
 
 
