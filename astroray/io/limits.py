@@ -224,7 +224,7 @@ def gunzip_bounded(data: bytes, *, name: str, limit: int | None = None, what: st
     pending = bytes(data)
     try:
         while True:
-            inflater = _gzip_inflater()
+            inflater = _inflate_module.decompressobj(wbits=31)
             while True:
                 chunk = inflater.decompress(pending, _CHUNK)
                 total += len(chunk)
@@ -254,10 +254,6 @@ try:  # Intel's ISA-L inflates ZTF's gzipped stamps 1.6x faster than zlib (same 
 except ImportError:  # pragma: no cover - a platform without isal's wheels
     _inflate_module = zlib
 _GZIP_ERRORS = (zlib.error, _inflate_module.error)
-
-
-def _gzip_inflater():
-    return _inflate_module.decompressobj(wbits=31)
 
 
 def parse_json(text: str | bytes, *, name: str, error: type[InvalidInputError] = InvalidInputError,

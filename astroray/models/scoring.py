@@ -313,7 +313,6 @@ class StampScorer(Stage[StampScorerConfig]):
                 hold_torch_threads(self.config.threads)
                 chunk = torch.from_numpy(np.ascontiguousarray(arr[start:start + self.config.batch_size]))
                 out[start:start + len(chunk)] = model(chunk.to(self.device)).float().cpu().numpy()
-        hold_torch_threads(self.config.threads)
         real = np.where(np.isfinite(out), out >= threshold, False)
         return StampScores(out, real, float(threshold),
                            {k: info.get(k) for k in ("name", "version", "run_id", "uri")})
