@@ -7,6 +7,7 @@ tests/models/test_alert_scoring.py); inputs are copies of ../shared/data/alerts 
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 
@@ -220,17 +221,107 @@ def test_the_ingress_refuses_past_its_in_flight_limit_before_reading_a_body():
 
     from astroray.ray.serve.http import InFlightLimiter
 
-    admit = InFlightLimiter({"alerts": 2})
-    with admit("/alerts"), admit("/alerts"):
-        with pytest.raises(HTTPException) as refused:
-            with admit("/alerts"):
+    async def scenario():
+        admit = InFlightLimiter({"alerts": 2})
+        async with admit("/alerts"), admit("/alerts"):
+            with pytest.raises(HTTPException) as refused:
+                async with admit("/alerts"):
+                    pass
+            assert refused.value.status_code == 503 and "max_in_flight" in refused.value.detail
+            async with admit("/difference"):  # no limit set for it
                 pass
-        assert refused.value.status_code == 503 and "max_in_flight" in refused.value.detail
-        with admit("/difference"):  # no limit set for it
+        with pytest.raises(ValueError):
+            async with admit("/alerts"):
+                raise ValueError("a request that fails")
+        assert admit.in_flight == {"alerts": 0, "difference": 0}
+        async with admit("/alerts"), admit("/alerts"):
             pass
-    with pytest.raises(ValueError):
-        with admit("/alerts"):
-            raise ValueError("a request that fails")
-    assert admit.in_flight == {"alerts": 0, "difference": 0}
-    with admit("/alerts"), admit("/alerts"):
-        pass
+
+    asyncio.run(scenario())
+
+
+def test_a_request_past_the_limit_waits_for_a_slot_within_max_wait_newest_first():
+    """With ``max_wait_ms`` a request past the limit takes a slot given back (the newest waiter first), at most
+    ``limit`` wait, and one that waits longer than ``max_wait_ms`` (or finds the waiting line full) is a 503; a
+    waiter cancelled (its client gone) leaves no slot behind."""
+    from fastapi import HTTPException
+
+    from astroray.ray.serve.http import InFlightLimiter
+
+    async def scenario():
+        admit = InFlightLimiter({"alerts": 1}, max_wait_ms=200)
+        order, release = [], asyncio.Event()
+
+        async def request(tag, hold=None):
+            try:
+                async with admit("/alerts"):
+                    order.append(tag)
+                    if hold is not None:
+                        await hold.wait()
+            except HTTPException as exc:
+                order.append((tag, exc.status_code))
+
+        first = asyncio.create_task(request("first", release))
+        await asyncio.sleep(0.01)
+        waiter = asyncio.create_task(request("second"))
+        await asyncio.sleep(0.01)
+        await request("third")  # the waiting line (1 = the limit) is full: 503 at once
+        assert order == ["first", ("third", 503)]
+        release.set()
+        await asyncio.gather(first, waiter)
+        assert order[2:] == ["second"] and admit.in_flight["alerts"] == 0
+
+        # a waiter whose slot does not come back within max_wait_ms gets a 503 naming the wait
+        release.clear()
+        holder = asyncio.create_task(request("holder", release))
+        await asyncio.sleep(0.01)
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(HTTPException) as late:
+            async with admit("/alerts"):
+                pass
+        waited = asyncio.get_running_loop().time() - t0
+        assert late.value.status_code == 503 and "max_wait_ms" in late.value.detail and 0.15 < waited < 1.0
+        # a cancelled waiter leaves the line; the slot goes back to the count
+        gone = asyncio.create_task(request("gone"))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        await asyncio.gather(gone, return_exceptions=True)
+        release.set()
+        await holder
+        assert admit.in_flight["alerts"] == 0 and not admit._waiters["alerts"]
+        async with admit("/alerts"):
+            assert admit.in_flight["alerts"] == 1
+
+        # a waiter cancelled just after a slot was handed to it gives the slot back
+        release.clear()
+        holder = asyncio.create_task(request("holder", release))
+        await asyncio.sleep(0.01)
+        handed = asyncio.create_task(request("handed"))
+        await asyncio.sleep(0.01)
+        release.set()
+        while admit._waiters["alerts"]:  # the holder leaves and hands its slot over
+            await asyncio.sleep(0)
+        handed.cancel()
+        await asyncio.gather(holder, handed, return_exceptions=True)
+        assert handed.cancelled() and admit.in_flight["alerts"] == 0
+
+        # two waiters on a limit of two: the newest takes the first slot given back
+        admit, order[:] = InFlightLimiter({"alerts": 2}, max_wait_ms=500), []  # `request` uses the new one
+        held = {tag: asyncio.Event() for tag in ("h0", "h1", "older", "newer")}
+        tasks = []
+        for tag, event in held.items():
+            tasks.append(asyncio.create_task(request(tag, event)))
+            await asyncio.sleep(0.01)
+        held["h0"].set()
+        await asyncio.sleep(0.01)
+        assert order == ["h0", "h1", "newer"]
+        for event in held.values():
+            event.set()
+        await asyncio.gather(*tasks)
+        assert order[3:] == ["older"] and admit.in_flight["alerts"] == 0
+
+    asyncio.run(scenario())
+    with pytest.raises(ValueError, match="max_wait_ms"):
+        InFlightLimiter({"alerts": 1}, max_wait_ms=-1)
+
+

@@ -64,7 +64,8 @@ class Ingress:
     def __init__(self, differencer: DeploymentHandle, *, realbogus: DeploymentHandle | None = None,
                  classifier: DeploymentHandle | None = None, ner: DeploymentHandle | None = None,
                  alerts: DeploymentHandle | None = None, max_request_mb: float = 256.0,
-                 request_timeout_s: float = 30.0, max_in_flight: dict[str, int] | None = None):
+                 request_timeout_s: float = 30.0, max_in_flight: dict[str, int] | None = None,
+                 max_wait_ms: float = 0.0):
         # model deployments are optional: an app without a model configured serves /difference alone
         self.differencer = differencer
         self.realbogus = realbogus
@@ -73,7 +74,7 @@ class Ingress:
         self.alerts = alerts
         self.max_request_bytes = int(max_request_mb * 2**20)
         self.request_timeout_s = float(request_timeout_s)
-        self._admit = InFlightLimiter(max_in_flight)
+        self._admit = InFlightLimiter(max_in_flight, max_wait_ms=max_wait_ms)
 
     def _require(self, handle: DeploymentHandle | None, name: str, route: str) -> DeploymentHandle:
         if handle is None:
@@ -94,7 +95,7 @@ class Ingress:
     async def difference(self, request: Request) -> DifferenceResponse:
         """Difference a reference/science FITS pair sent as base64 in JSON; returns detections."""
         route = "/difference"
-        with self._admit(route, behind="differencer"):
+        async with self._admit(route, behind="differencer"):
             req = await read_json_body(request, DifferenceRequest, limit=self.max_request_bytes,
                                        timeout_s=self.request_timeout_s, route=route)
             ref, sci = _decode("reference", req.reference, route), _decode("science", req.science, route)
@@ -167,7 +168,7 @@ class Ingress:
         many ZTF or Rubin alert packets (an Avro container, JSON, or Parquet), in one response."""
         route = "/alerts"
         handle = self._require(self.alerts, "alert scorer", route)
-        with self._admit(route, behind="alert scorer"):
+        async with self._admit(route, behind="alert scorer"):
             body = await read_body(request, limit=self.max_request_bytes, timeout_s=self.request_timeout_s,
                                    route=route)
             out = await handle.score.remote(body)
@@ -255,4 +256,4 @@ def build_app(args: ServeAppConfig) -> serve.Application:
     return Ingress.options(**_options(args, "ingress")).bind(
         differencer, ner=ner, classifier=classifier, realbogus=realbogus, alerts=alerts,
         max_request_mb=args.max_request_mb, request_timeout_s=args.request_timeout_s,
-        max_in_flight=args.max_in_flight)
+        max_in_flight=args.max_in_flight, max_wait_ms=args.max_wait_ms)

@@ -137,6 +137,10 @@ class ServeAppConfig(AstrorayConfig):
     """Requests of a route (``difference``, ``alerts``, ...) each ingress replica lets in at once; past that, 503
     before the body is read (refusing costs less than the work refused).  Set it to what the deployment behind
     the route holds (``max_ongoing_requests + max_queued_requests`` times its replicas); absent: no limit here."""
+    max_wait_ms: float = Field(default=0.0, ge=0, le=10_000)
+    """How long a request past ``max_in_flight`` waits for a slot (behind at most that many others) before its
+    503 (0: none).  A short wait absorbs the jitter of arrivals below capacity; in overload it keeps every slot
+    busy, which raises the admitted requests' latency (``benchmarks/bench_serve.py`` measures both)."""
     deployments: dict[str, ReplicaOptions] = Field(default_factory=dict)
     """Replica options by deployment name (``ingress``, ``differencer``, ``alerts``, ``classifier``,
     ``realbogus``, ``ner``): CPUs, replicas or autoscaling, and the request bounds that turn overload into 503s.
