@@ -291,11 +291,14 @@ def _add_classify(sub) -> None:
         or .csv: one row per object with path, object_id, class, probability, p_<CLASS> per class, n_points,
         calibrated, model name and version), OUT's .quarantine.parquet (bad files and objects, and why) and
         OUT's .manifest.parquet (every input file with its status: ok, partial, quarantined, skipped or
-        failed). The alias is resolved once: every object is classified by the same version. Exit status 0
-        when no input was quarantined or failed, 1 otherwise.""", """
+        failed). The alias is resolved once: every object is classified by the same version. With
+        --rare-events or --support, the rare-event model (astroray-protonet) adds its own columns: rare-event
+        class probabilities (over the --support folder's classes, when given), "none of these", an anomaly
+        score and its uncertainty. Exit status 0 when no input was quarantined or failed, 1 otherwise.""", """
         examples:
           astroray classify lightcurves --input ../shared/data/lightcurves/rrlyrae --out rrlyrae.parquet
-          astroray classify lightcurves --input alerts/ --out classes.csv --model models:/astroray-lc-transformer/3""")
+          astroray classify lightcurves --input alerts/ --out classes.csv --model models:/astroray-lc-transformer/3
+          astroray classify lightcurves --input night/ --out rare.parquet --support known_91T_and_Iapec/""")
     p.add_argument("--input", required=True, metavar="PATH", help="a light-curve or alert file, or a folder of them")
     p.add_argument("--out", required=True, metavar="FILE", help="the predictions (.parquet or .csv)")
     p.add_argument("--model", metavar="URI", help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN/model "
@@ -307,6 +310,14 @@ def _add_classify(sub) -> None:
     p.add_argument("--files-per-batch", type=int, default=32, metavar="N", help="files per Ray Data batch")
     p.add_argument("--actors", type=int, metavar="N", help="classifier actors (default: one per free CPU)")
     p.add_argument("--num-gpus-per-actor", type=float, default=0.0, metavar="F", help="GPU share of each actor")
+    p.add_argument("--rare-events", nargs="?", const="models:/astroray-protonet@champion", metavar="URI",
+                   help="also score with a rare-event model (default models:/astroray-protonet@champion): adds "
+                        "rare_class, rare_p_<CLASS>, open_set_score, none_of_these (far from every class), "
+                        "anomaly_score (0-1 percentile), rare_entropy and rare_mutual_information (uncertainty)")
+    p.add_argument("--support", metavar="DIR",
+                   help="K labelled light curves of each class to look for, one subfolder per class "
+                        "(DIR/<class>/...): the rare-event columns are over these classes, which the model need "
+                        "never have seen (implies --rare-events)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=_cmd_classify)
     p = _add(classify_sub, "alerts", "real/bogus, class, rare-event and anomaly scores of every alert under PATH", """
@@ -356,7 +367,8 @@ def _cmd_classify(args) -> int:
 
     options = {"device": args.device, "batch_size": args.batch_size, "tracking_uri": args.tracking_uri,
                "files_per_batch": args.files_per_batch, "actors": args.actors,
-               "num_gpus_per_actor": args.num_gpus_per_actor}
+               "num_gpus_per_actor": args.num_gpus_per_actor, "rare_events_uri": args.rare_events,
+               "support": args.support}
     if args.model:
         options["model_uri"] = args.model
     config = config_from_dict(ClassifyLightCurvesConfig, options, source="astroray classify lightcurves")

@@ -28,6 +28,8 @@ No Ray import (torch and scikit-learn only).
 """
 from __future__ import annotations
 
+import copy
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -63,6 +65,7 @@ __all__ = [
     "fit_rare_event_model",
     "load_rare_event_model",
     "log_rare_event_model",
+    "read_support",
 ]
 
 DEFAULT_RARE_EVENT_URI = "models:/astroray-protonet@champion"
@@ -206,6 +209,9 @@ class RareEventScores:
         ``open_set_score`` above the model's calibrated threshold.
     anomaly_score : ndarray (n,)
         Combined percentile of the anomaly detectors among the reference objects, in [0, 1].
+    entropy, mutual_information : ndarray (n,)
+        Predictive uncertainty of ``probabilities`` (nats): the entropy of the ensemble mean, and the part of it
+        due to the members disagreeing (high: the model has not seen objects like this one).
     model : dict
         ``name``, ``version``, ``run_id``, ``uri`` of the model that scored.
     alert_ids : ndarray (n,) of str, optional
@@ -219,6 +225,8 @@ class RareEventScores:
     open_set_score: np.ndarray
     none_of_these: np.ndarray
     anomaly_score: np.ndarray
+    entropy: np.ndarray
+    mutual_information: np.ndarray
     model: dict = field(default_factory=dict)
     alert_ids: np.ndarray | None = None
 
@@ -236,7 +244,8 @@ class RareEventScores:
         for j, c in enumerate(self.classes):
             cols[f"p_{c}"] = self.probabilities[:, j]
         cols.update(open_set_score=self.open_set_score, none_of_these=self.none_of_these,
-                    anomaly_score=self.anomaly_score)
+                    anomaly_score=self.anomaly_score, entropy=self.entropy,
+                    mutual_information=self.mutual_information)
         return pd.DataFrame(cols)
 
 
@@ -339,7 +348,7 @@ class RareEventModel:
             k = len(self.classes)
             return RareEventScores(np.zeros(0, dtype=object), self.classes, np.zeros((0, k)),
                                    np.zeros(0, dtype=object), np.zeros(0), np.zeros(0, bool), np.zeros(0),
-                                   self._model_info(), None)
+                                   np.zeros(0), np.zeros(0), self._model_info(), None)
         else:
             matrix, alert_ids = self.features(data, n_threads=n_threads)
         empty = matrix.n_points == 0
@@ -351,7 +360,25 @@ class RareEventModel:
         return RareEventScores(object_ids=np.asarray(matrix.object_ids, dtype=object), classes=self.classes,
                                probabilities=res.probabilities, predicted=res.predicted,
                                open_set_score=res.open_set_score, none_of_these=np.asarray(res.none_of_these, bool),
-                               anomaly_score=anomaly, model=self._model_info(), alert_ids=alert_ids)
+                               anomaly_score=anomaly, entropy=res.entropy, mutual_information=res.mutual_information,
+                               model=self._model_info(), alert_ids=alert_ids)
+
+    def with_support(self, lightcurves: Sequence[LightCurve], labels: Sequence[str] | None = None
+                     ) -> RareEventModel:
+        """A copy whose classes are those of a new support: K labelled light curves of each class, embedded
+        by this model's encoders (classes it never saw in training are the point).  The open-set threshold
+        comes from the new support's leave-one-out scores (classes with K >= 2); the anomaly detector is kept.
+
+        Raises
+        ------
+        InvalidInputError
+            As :meth:`ProtoNetClassifier.fit_support`: no labels, an empty light curve, no support at all.
+        """
+        classifier = copy.deepcopy(self.classifier)
+        classifier.fit_support(list(lightcurves), labels)
+        out = RareEventModel(classifier, self.detector, config=self.config, summary=self.summary)
+        out.info = dict(self.info)
+        return out
 
     def _model_info(self) -> dict:
         return {k: self.info.get(k) for k in _MODEL_KEYS}
@@ -500,6 +527,48 @@ def fit_rare_event_model(lightcurves, *, config: RareEventTrainConfig | None = N
     if finals:
         summary["val_acc_last_epoch"] = float(np.mean(finals))
     return RareEventModel(clf, detector, config=cfg, summary=summary)
+
+
+def read_support(path: str | os.PathLike) -> tuple[list[LightCurve], list[str]]:
+    """The labelled light curves of a support folder, and their labels.
+
+    Two layouts: one subfolder per class (``DIR/<class>/...``: the folder's name is the label of every light
+    curve under it, in any format :func:`astroray.io.read_lightcurves` reads), or light-curve files directly in
+    ``DIR`` whose light curves carry their own label (astroray light-curve Parquet's ``label`` column).
+
+    Raises
+    ------
+    InvalidInputError
+        ``path`` is not a folder, holds no light curves, or has light curves with no label.
+    """
+    from pathlib import Path
+
+    from astroray.io import detect_format, read_lightcurves
+
+    root = Path(path)
+    if not root.is_dir():
+        raise InvalidInputError(f"the support {root} is not a folder: give a folder with one subfolder of light "
+                                "curves per class (DIR/<class>/...)")
+    lightcurves: list[LightCurve] = []
+    labels: list[str | None] = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        found = read_lightcurves(sub)
+        lightcurves += found
+        labels += [sub.name] * len(found)
+    loose = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and detect_format(p).kind in ("lightcurves", "alerts"))  # a README beside them is no support
+    if loose:
+        found = read_lightcurves(loose)
+        lightcurves += found
+        labels += [lc.label for lc in found]
+    if not lightcurves:
+        raise InvalidInputError(f"no light curves in the support {root}: put K light curves of each class in "
+                                "DIR/<class>/")
+    unlabelled = [str(lc.object_id) for lc, label in zip(lightcurves, labels) if not label]
+    if unlabelled:
+        raise InvalidInputError(f"{len(unlabelled)} support light curve(s) directly in {root} have no label (e.g. "
+                                f"{unlabelled[:3]}): move them into a subfolder named after their class")
+    return lightcurves, [str(x) for x in labels]
 
 
 # --------------------------------------------------------------------------- MLflow

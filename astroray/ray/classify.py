@@ -46,6 +46,10 @@ CLASSIFIED_SCHEMA = pa.schema([
     ("path", pa.string()), ("status", pa.string()), ("reason", pa.string()), ("object_id", pa.string()),
     ("class", pa.string()), ("probability", pa.float64()), ("probabilities", pa.list_(pa.float64())),
     ("n_points", pa.int64()), ("calibrated", pa.bool_()), ("model_name", pa.string()), ("model_version", pa.int64()),
+    # rare-event model (null without one)
+    ("rare_class", pa.string()), ("rare_probabilities", pa.list_(pa.float64())), ("open_set_score", pa.float64()),
+    ("none_of_these", pa.bool_()), ("anomaly_score", pa.float64()), ("rare_entropy", pa.float64()),
+    ("rare_mutual_information", pa.float64()),
 ])
 CLASSIFIED_COLUMNS = tuple(CLASSIFIED_SCHEMA.names)
 """What each actor returns: one row per object (``status`` ok or quarantined), or one per unreadable or
@@ -76,6 +80,14 @@ class ClassifyLightCurvesConfig(AstrorayConfig):
         GPU share of each actor (with ``device: gpu``).
     threads_per_actor : int
         Torch threads in each actor.
+    rare_events_uri : str or None
+        A rare-event model (``models:/astroray-protonet@champion``): adds its class, probabilities, open-set
+        ("none of these"), anomaly and uncertainty columns.  None: not used (unless ``support`` is given).
+    support : str or None
+        A folder of K labelled light curves of each class (``DIR/<class>/...``, see
+        :func:`~astroray.models.rare_events.read_support`): the rare-event model's prototypes are built from it,
+        so its classes are these (classes never seen in training included).  Implies the champion rare-event
+        model when ``rare_events_uri`` is None.
     """
 
     model_uri: str = "models:/astroray-lc-transformer@champion"
@@ -86,6 +98,8 @@ class ClassifyLightCurvesConfig(AstrorayConfig):
     actors: int | None = Field(default=None, ge=1)
     num_gpus_per_actor: float = Field(default=0.0, ge=0)
     threads_per_actor: int = Field(default=1, ge=1)
+    rare_events_uri: str | None = None
+    support: str | None = None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -141,12 +155,17 @@ class LightCurveFileClassifier:
     file's other objects are classified.
     """
 
-    def __init__(self, classifier_config: dict, read_limits: dict | None = None):
+    def __init__(self, classifier_config: dict, read_limits: dict | None = None, *,
+                 rare_event_model: bytes | None = None):
+        import pickle
+
         from astroray.io.limits import ReadLimits, current_limits
         from astroray.models.lc_transformer import LightCurveClassifier
 
         self.classifier = LightCurveClassifier(classifier_config)
         self.read_limits = ReadLimits.model_validate(read_limits) if read_limits else current_limits()
+        # the driver's model, its support already fitted (one pickle: every actor scores with the same prototypes)
+        self.rare = None if rare_event_model is None else pickle.loads(rare_event_model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         rows: list[dict] = []
@@ -200,12 +219,20 @@ class LightCurveFileClassifier:
         preds = self.classifier.run(lightcurves)
         version = preds.model.get("version")
         predicted = preds.predicted
-        return [{"path": path, "status": "ok", "reason": "", "object_id": str(preds.object_ids[i]),
+        rows = [{"path": path, "status": "ok", "reason": "", "object_id": str(preds.object_ids[i]),
                  "class": str(predicted[i]), "probability": float(preds.probabilities[i].max()),
                  "probabilities": preds.probabilities[i].astype(np.float64).tolist(),
                  "n_points": int(preds.n_points[i]), "calibrated": bool(preds.calibrated),
                  "model_name": preds.model.get("name"), "model_version": None if version is None else int(version)}
                 for i in range(len(preds))]
+        if self.rare is not None:
+            rare = self.rare.run(list(lightcurves))  # one row per light curve, input order, NaN where unscorable
+            for i, row in enumerate(rows):
+                row.update(rare_class=rare.predicted[i], rare_probabilities=rare.probabilities[i].tolist(),
+                           open_set_score=float(rare.open_set_score[i]), none_of_these=bool(rare.none_of_these[i]),
+                           anomaly_score=float(rare.anomaly_score[i]), rare_entropy=float(rare.entropy[i]),
+                           rare_mutual_information=float(rare.mutual_information[i]))
+        return rows
 
 
 def _bad(path: str, status: str, reason: str) -> dict:
@@ -263,7 +290,9 @@ def classify_lightcurves(input_path: str | os.PathLike, out: str | os.PathLike,
 
     Writes ``out`` (``.parquet`` or ``.csv``: one row per object with ``path,
     object_id, class, probability, p_<CLASS>..., n_points, calibrated,
-    model_name, model_version``), ``<out stem>.quarantine.parquet`` (bad files
+    model_name, model_version``; with a rare-event model also ``rare_class,
+    rare_p_<CLASS>..., open_set_score, none_of_these, anomaly_score,
+    rare_entropy, rare_mutual_information``), ``<out stem>.quarantine.parquet`` (bad files
     and objects with the reason) and ``<out stem>.manifest.parquet`` (one row
     per input file with its status; see the module docstring).
 
@@ -300,6 +329,7 @@ def classify_lightcurves(input_path: str | os.PathLike, out: str | os.PathLike,
     model = {"name": probe.info.get("name"), "version": probe.version, "uri": model_uri,
              "calibrated": probe.calibrated}
     del probe
+    rare, rare_info = _rare_event_model(cfg)
     from astroray.tracking import tracking_uri as _resolve
 
     classifier_config = {"model_uri": model_uri, "tracking_uri": _resolve(cfg.tracking_uri), "device": cfg.device,
@@ -319,7 +349,8 @@ def classify_lightcurves(input_path: str | os.PathLike, out: str | os.PathLike,
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ds.map_batches(LightCurveFileClassifier, batch_size=cfg.files_per_batch, batch_format="numpy",
                                 fn_constructor_kwargs={"classifier_config": classifier_config,
-                                                       "read_limits": current_limits().model_dump(mode="json")},
+                                                       "read_limits": current_limits().model_dump(mode="json"),
+                                                       "rare_event_model": rare},
                                 compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
                                 num_gpus=cfg.num_gpus_per_actor or None, max_restarts=actor_restarts())
         tables = [pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
@@ -327,7 +358,7 @@ def classify_lightcurves(input_path: str | os.PathLike, out: str | os.PathLike,
     rows = pa.concat_tables(tables).cast(CLASSIFIED_SCHEMA) if tables else CLASSIFIED_SCHEMA.empty_table()
     ok_mask = pc.equal(rows.column("status"), "ok")
     good, bad = rows.filter(ok_mask), rows.filter(pc.invert(ok_mask))
-    predictions = _predictions_table(good, classes)
+    predictions = _predictions_table(good, classes, None if rare_info is None else rare_info["classes"])
     refused = pc.is_in(bad.column("status"), value_set=pa.array(["quarantined", "failed"]))
     quarantine = bad.filter(refused).select(["path", "object_id", "status", "reason"])  # skipped: manifest only
     manifest = _manifest(rows, files, others)
@@ -339,19 +370,48 @@ def classify_lightcurves(input_path: str | os.PathLike, out: str | os.PathLike,
     return {"input": str(input_path), "files": len(statuses), **{f"files_{k}": v for k, v in counts.items()},
             "objects_classified": predictions.num_rows,
             "objects_quarantined": int(pc.sum(pc.is_valid(bad.column("object_id"))).as_py() or 0),
-            "model": model, "classes": list(classes), "outputs": {k: str(v) for k, v in paths.items()},
+            "model": model, "classes": list(classes), **({"rare_events": rare_info} if rare_info else {}),
+            "outputs": {k: str(v) for k, v in paths.items()},
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _predictions_table(good: pa.Table, classes) -> pa.Table:
-    probs = good.column("probabilities").to_pylist()
-    matrix = np.asarray(probs, dtype=np.float64).reshape(len(probs), len(classes))
+def _class_columns(column: pa.ChunkedArray, classes, prefix: str) -> dict:
+    """``prefix<CLASS>`` columns from a column of per-class probability lists."""
+    matrix = np.asarray(column.to_pylist(), dtype=np.float64).reshape(len(column), len(classes))
+    return {f"{prefix}{name}": pa.array(matrix[:, j], pa.float64()) for j, name in enumerate(classes)}
+
+
+def _predictions_table(good: pa.Table, classes, rare_classes=None) -> pa.Table:
     cols = {name: good.column(name) for name in ("path", "object_id", "class", "probability")}
-    for j, name in enumerate(classes):
-        cols[f"p_{name}"] = pa.array(matrix[:, j], pa.float64())
+    cols.update(_class_columns(good.column("probabilities"), classes, "p_"))
     for name in ("n_points", "calibrated", "model_name", "model_version"):
         cols[name] = good.column(name)
+    if rare_classes is not None:
+        cols["rare_class"] = good.column("rare_class")
+        cols.update(_class_columns(good.column("rare_probabilities"), rare_classes, "rare_p_"))
+        for name in ("open_set_score", "none_of_these", "anomaly_score", "rare_entropy", "rare_mutual_information"):
+            cols[name] = good.column(name)
     return pa.table(cols)
+
+
+def _rare_event_model(cfg: ClassifyLightCurvesConfig) -> tuple[bytes | None, dict | None]:
+    """The rare-event model the actors use (pickled, its support fitted here once) and what the summary says of
+    it; ``(None, None)`` when none is asked for."""
+    import pickle
+
+    from astroray.models.rare_events import DEFAULT_RARE_EVENT_URI, load_rare_event_model, read_support
+
+    if cfg.rare_events_uri is None and cfg.support is None:
+        return None, None
+    model, _ = load_rare_event_model(cfg.rare_events_uri or DEFAULT_RARE_EVENT_URI, tracking_uri=cfg.tracking_uri)
+    info = {"model": dict(model.info), "support": None}
+    if cfg.support is not None:
+        lightcurves, labels = read_support(cfg.support)
+        model = model.with_support(lightcurves, labels)
+        info["support"] = {"path": str(cfg.support), "light_curves": len(lightcurves),
+                           "per_class": {c: labels.count(c) for c in dict.fromkeys(labels)}}
+    info.update(classes=list(model.classes), open_set_threshold=model.open_set_threshold)
+    return pickle.dumps(model), info
 
 
 def _manifest(rows: pa.Table, files: list[str], others: list[dict]) -> pa.Table:
