@@ -126,7 +126,7 @@ def serve_app(ray_session, store):
     serve.start(http_options={"host": "127.0.0.1", "port": 8000})
     config = ServeAppConfig(max_request_mb=8, alerts={"scorer": {"tracking_uri": store["uri"]}, "reload_check_s": 0,
                                                       "max_alerts": 1000},
-                            classifier={"tracking_uri": store["uri"]},
+                            classifier={"tracking_uri": store["uri"], "rare_events": {}},
                             deployments={"ingress": {"num_cpus": 0.1}, "differencer": {"num_cpus": 0.1},
                                          "alerts": {"num_cpus": 0.5}, "classifier": {"num_cpus": 0.25}})
     serve.run(build_app(config), name="astroray", route_prefix="/")
@@ -209,6 +209,15 @@ def test_the_whole_graph_fits_a_small_machine_and_classify_answers(serve_app, sh
         out = r.json()
         assert [p["object_id"] for p in out["predictions"]] == [lc.object_id for lc in lcs]
         assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-5 for p in out["predictions"])
+        # the rare-event model's view beside it (the classifier section's store, its champion)
+        rare_classes = out["rare_events_model"]["classes"]
+        assert out["rare_events_model"]["name"] == "astroray-protonet" and len(rare_classes) >= 2
+        for p in out["predictions"]:
+            rare = p["rare_events"]
+            assert set(rare["probabilities"]) == set(rare_classes)
+            if rare["predicted_class"] is not None:
+                assert abs(sum(rare["probabilities"].values()) - 1) < 1e-5 and 0 <= rare["anomaly_score"] <= 1
+                assert rare["entropy"] >= 0 and rare["mutual_information"] >= -1e-9
         r = client.post("/classify", json={"lightcurves": [{"mjd": [1.0, 2.0], "band": ["g"], "flux": [1.0, 2.0],
                                                             "flux_err": [0.1, 0.1]}]})
         assert r.status_code == 422 and "unequal" in r.json()["detail"]

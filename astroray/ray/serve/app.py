@@ -218,7 +218,10 @@ def _classifier(args: ServeAppConfig):
     return LightCurveClassifierDeployment.options(**_options(args, "classifier", num_gpus=section.num_gpus)).bind(
         {"model_uri": section.model_uri, "tracking_uri": tracking_uri(section.tracking_uri), "device": section.device},
         max_batch_size=section.max_batch_size, batch_wait_timeout_s=section.batch_wait_timeout_s,
-        reload_check_s=section.reload_check_s)
+        reload_check_s=section.reload_check_s,
+        rare_events_config=None if section.rare_events is None else {
+            **section.rare_events,
+            "tracking_uri": tracking_uri(section.rare_events.get("tracking_uri") or section.tracking_uri)})
 
 
 def _realbogus(args: ServeAppConfig):

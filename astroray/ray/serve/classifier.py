@@ -60,10 +60,13 @@ class LightCurveClassifierDeployment:
         ``@serve.batch``: requests gathered into one forward pass.
     reload_check_s : float
         How often a batch first checks where the alias points (0: every batch).
+    rare_events_config : dict, optional
+        :class:`~astroray.models.rare_events.RareEventScorerConfig` of a rare-event model scored beside the
+        classifier (its alias checked as often); not registered: predictions carry no rare-event part.
     """
 
     def __init__(self, classifier_config: dict, *, max_batch_size: int = 64, batch_wait_timeout_s: float = 0.01,
-                 reload_check_s: float = 30.0):
+                 reload_check_s: float = 30.0, rare_events_config: dict | None = None):
         from astroray.models.lc_transformer import LightCurveClassifier, LightCurveClassifierConfig
 
         self.config = LightCurveClassifierConfig.model_validate(classifier_config)
@@ -75,6 +78,14 @@ class LightCurveClassifierDeployment:
         except ConfigError as exc:  # nothing registered yet: serve 503 until a champion appears
             self.missing = str(exc)
             logger.warning("light-curve classifier: %s; /classify answers 503 until it is registered", exc)
+        self.rare = None
+        if rare_events_config is not None:
+            from astroray.models.rare_events import RareEventScorer
+
+            try:
+                self.rare = RareEventScorer(rare_events_config)
+            except ConfigError as exc:
+                logger.warning("rare-event model: %s; /classify answers without it", exc)
         self.reload_check_s = float(reload_check_s)
         self._checked = time.monotonic()
         self._classify_batch.set_max_batch_size(int(max_batch_size))
@@ -89,8 +100,9 @@ class LightCurveClassifierDeployment:
         from astroray.tracking import moved_alias
 
         self._checked = time.monotonic()
+        rare_moved = self.rare is not None and self.rare.reload_if_moved()
         if moved_alias(self.config.model_uri, self.version, uri=self.config.tracking_uri) is None:
-            return False
+            return rare_moved
         self.classifier = self._load(self.config)  # one assignment: a batch sees the old model or the new
         return True
 
@@ -118,25 +130,29 @@ class LightCurveClassifierDeployment:
     async def _classify_batch(self, requests: list[list]) -> list:
         if time.monotonic() - self._checked >= self.reload_check_s:
             self.reload_if_moved()
-        classifier = self.classifier
+        classifier, rare = self.classifier, self.rare
+        lightcurves = [lc for request in requests for lc in request]
         try:
-            preds = classifier.run([lc for request in requests for lc in request])
+            preds = classifier.run(lightcurves)
+            scores = None if rare is None else rare.run(lightcurves)
         except InvalidInputError:  # one request's light curve must not fail the others: answer each alone
             out = []
             for request in requests:
                 try:
-                    out.append(self._answer(classifier, classifier.run(request), 0, len(request)))
+                    out.append(self._answer(classifier.run(request), None if rare is None else rare.run(request),
+                                            0, len(request)))
                 except InvalidInputError as exc:
                     out.append(UserError(str(exc)))
             return out
         out, start = [], 0
         for request in requests:
-            out.append(self._answer(classifier, preds, start, len(request)))
+            out.append(self._answer(preds, scores, start, len(request)))
             start += len(request)
         return out
 
     @staticmethod
-    def _answer(classifier, preds, start: int, n: int) -> dict:
+    def _answer(preds, rare, start: int, n: int) -> dict:
+        """The response of the ``n`` light curves from ``start`` (``rare``: the rare-event scores, or None)."""
         classes = list(preds.classes)
         predicted = preds.predicted
         rows = []
@@ -144,6 +160,26 @@ class LightCurveClassifierDeployment:
             p = preds.probabilities[i]
             rows.append({"object_id": str(preds.object_ids[i]), "predicted_class": str(predicted[i]),
                          "probability": float(p.max()), "probabilities": dict(zip(classes, map(float, p))),
-                         "n_points": int(preds.n_points[i])})
-        return {"model_name": preds.model.get("name"), "model_version": preds.model.get("version"),
-                "calibrated": bool(preds.calibrated), "classes": classes, "predictions": rows}
+                         "n_points": int(preds.n_points[i]),
+                         "rare_events": None if rare is None else _rare_part(rare, i)})
+        out = {"model_name": preds.model.get("name"), "model_version": preds.model.get("version"),
+               "calibrated": bool(preds.calibrated), "classes": classes, "predictions": rows}
+        if rare is not None:
+            out["rare_events_model"] = {"name": rare.model.get("name"), "version": rare.model.get("version"),
+                                        "classes": list(rare.classes)}
+        return out
+
+
+def _finite(value) -> float | None:
+    """JSON has no NaN: a number, or null."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _rare_part(rare, i: int) -> dict:
+    """Row ``i`` of :class:`~astroray.models.rare_events.RareEventScores` as a ``RareEventPrediction``."""
+    return {"predicted_class": rare.predicted[i],
+            "probabilities": {c: _finite(v) for c, v in zip(rare.classes, rare.probabilities[i])},
+            "open_set_score": _finite(rare.open_set_score[i]), "none_of_these": bool(rare.none_of_these[i]),
+            "anomaly_score": _finite(rare.anomaly_score[i]), "entropy": _finite(rare.entropy[i]),
+            "mutual_information": _finite(rare.mutual_information[i])}

@@ -11,7 +11,8 @@ from astroray.models.scoring import StampScorerConfig
 
 __all__ = ["ServeAppConfig", "DifferenceRequest", "Detection", "DifferenceResponse", "Health"]
 __all__ += ["NerServeConfig", "NerRequest", "NerEntity", "NerResponse", "NerHtmlRequest"]
-__all__ += ["ClassifierServeConfig", "LightCurveIn", "ClassifyRequest", "ClassPrediction", "ClassifyResponse"]
+__all__ += ["ClassifierServeConfig", "LightCurveIn", "ClassifyRequest", "ClassPrediction", "ClassifyResponse",
+            "RareEventPrediction"]
 __all__ += ["RealBogusServeConfig", "RealBogusRequest", "RealBogusResponse"]
 __all__ += ["AlertsServeConfig", "AlertScoreOut", "AlertsResponse", "ReplicaOptions", "DEPLOYMENT_NAMES"]
 
@@ -51,6 +52,12 @@ class ClassifierServeConfig(AstrorayConfig):
     batch_wait_timeout_s: float = Field(default=0.01, ge=0)
     reload_check_s: float = Field(default=30.0, ge=0)
     """How often a replica checks whether the alias moved (0: before every batch)."""
+    rare_events: dict | None = None
+    """A rare-event model beside the classifier (:class:`~astroray.models.rare_events.RareEventScorerConfig`;
+    ``{}``: ``models:/astroray-protonet@champion``): every prediction also carries its rare-event class
+    probabilities, "none of these", anomaly score and uncertainty.  None: not used."""
+
+
 class RealBogusServeConfig(StampScorerConfig):
     """The ``realbogus:`` section of the Serve app's args: the scorer behind ``/realbogus``, also used in-process
     by the differencer (``rb`` in its detections).  The scorer's options (``model_uri``, ``tracking_uri``,
@@ -286,6 +293,24 @@ class ClassifyRequest(BaseModel):
     lightcurves: list[LightCurveIn] = Field(min_length=1, max_length=1000)
 
 
+class RareEventPrediction(BaseModel):
+    """The rare-event model's scores of one light curve (nulls: no point it could use)."""
+
+    predicted_class: str | None
+    probabilities: dict[str, float | None]
+    """Over the rare-event model's classes (its support)."""
+    open_set_score: float | None
+    """Normalised distance to the nearest class prototype (higher: more foreign)."""
+    none_of_these: bool
+    """``open_set_score`` above the model's threshold: like none of its classes."""
+    anomaly_score: float | None
+    """Strangeness percentile among the model's reference objects, 0-1."""
+    entropy: float | None
+    """Predictive entropy of ``probabilities`` (nats)."""
+    mutual_information: float | None
+    """The part of ``entropy`` from the ensemble members disagreeing (high: unlike anything seen in training)."""
+
+
 class ClassPrediction(BaseModel):
     object_id: str
     predicted_class: str
@@ -295,6 +320,8 @@ class ClassPrediction(BaseModel):
     """Calibrated probability of every class (they sum to 1)."""
     n_points: int
     """Points the model read (in its bands, after cleaning); 0: its answer for an empty light curve."""
+    rare_events: RareEventPrediction | None = None
+    """The rare-event model's view (null: none configured, or not registered yet)."""
 
 
 class ClassifyResponse(BaseModel):
@@ -303,6 +330,8 @@ class ClassifyResponse(BaseModel):
     calibrated: bool
     classes: list[str]
     predictions: list[ClassPrediction]
+    rare_events_model: dict | None = None
+    """``name``, ``version`` and ``classes`` of the rare-event model (null: none in use)."""
 
 
 class AlertScoreOut(BaseModel):
