@@ -24,6 +24,7 @@ Phases, in order:
    A third of the way in, a new version of the real/bogus model is registered and ``champion`` moved to it (the
    app checks every ``--reload-check-s``).  Checks: no request failed (anything not 200), responses show both
    versions.  In a store of your own the alias is moved back afterwards (the extra version stays registered).
+   The overload and alias phases also report the machine's busy, iowait and steal shares (``machine_cpu``).
 4. **soak** on ``/alerts``: open loop at ``--soak-load`` x capacity for ``--soak-s`` seconds; the RSS of every Serve
    replica process (``ray::ServeReplica:...``) and of the proxy sampled every ``--rss-every-s``; least-squares
    slope in MB/min per process and in total, with first and last values.
@@ -408,6 +409,27 @@ def recovery(probes: list[dict], t_stop: float, limit_ms: float, *, window: int 
                            for r, m in zip(probes, ms)]}
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU counters (``/proc/stat``: user nice system idle iowait irq softirq steal), or [] where
+    there is none."""
+    try:
+        with open("/proc/stat") as fh:
+            return [int(x) for x in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return []
+
+
+def cpu_share(before: list[int], after: list[int]) -> dict | None:
+    """Busy, iowait and steal (the hypervisor giving the cores to another guest) in % of the machine's CPU time
+    between two :func:`cpu_times`: what tells a slow phase of this app from a slow machine."""
+    if len(before) != 8 or len(after) != 8:
+        return None
+    d = [b - a for a, b in zip(before, after)]
+    total = sum(d) or 1
+    return {"busy_pct": round(100 * (total - d[3] - d[4] - d[7]) / total, 1),
+            "iowait_pct": round(100 * d[4] / total, 1), "steal_pct": round(100 * d[7] / total, 1)}
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -740,8 +762,10 @@ def _run_phases(args, phases, routes, base_url, report, mover) -> int:
             rate = args.overload_factor * ref["capacity_ok_per_s"]
             p50 = ref["at_capacity"]["p50_ms"]
             print(f"overload of {routes[name].path}: {rate:.1f}/s for {args.phase_s:.0f} s, then probes", flush=True)
+            cpu = cpu_times()
             run = asyncio.run(open_loop(base_url, routes[name], rate, args.phase_s, args.timeout_s,
                                         probe_rate=args.probe_rate, probe_s=args.probe_s))
+            cpu = cpu_share(cpu, cpu_times())
             ends = [r["end"] for r in run["records"]]
             s = summarise(run["records"], run["t0"], max(ends))
             bad = {k: v for k, v in s["status_counts"].items() if k not in ("200", "503")}
@@ -755,7 +779,7 @@ def _run_phases(args, phases, routes, base_url, report, mover) -> int:
                      "other_than_200_503": bad,
                      "errors_5xx_sample": sorted({r.get("detail", "") for r in run["records"]
                                                   if _is_5xx_not_503(r["status"])})[:3],
-                     "recovery": rec, "timeline": timeline(run["records"], run["t0"])}
+                     "recovery": rec, "machine_cpu": cpu, "timeline": timeline(run["records"], run["t0"])}
             report["overload"][name] = entry
             checks[f"overload_{name}_no_5xx_but_503"] = not any(_is_5xx_not_503(r["status"]) for r in run["records"])
             checks[f"overload_{name}_503_for_excess"] = s["status_counts"].get("503", 0) > 0
@@ -769,6 +793,7 @@ def _run_phases(args, phases, routes, base_url, report, mover) -> int:
                   f"(limit {3 * p50:.0f}); normal after {rec['seconds_to_normal']} s", flush=True)
 
     if "alias" in phases and "alerts" in cap:
+        cpu = cpu_times()
         if args.alias_loop == "closed":
             # the busiest level that nothing was refused at: a refusal here would be the load's, not the move's
             clients = max((x["concurrency"] for x in cap["alerts"]["curve"] if x["ok"] == x["requests"]), default=1)
@@ -783,6 +808,7 @@ def _run_phases(args, phases, routes, base_url, report, mover) -> int:
             run = asyncio.run(open_loop(base_url, routes["alerts"], rate, args.phase_s, args.timeout_s,
                                         at_fraction=1 / 3, action=mover.move))
             recs, t0, act = run["records"], run["t0"], run["action"]
+        cpu = cpu_share(cpu, cpu_times())
         if not mover.scratch:
             mover.restore()
         s = summarise(recs, t0, max(r["end"] for r in recs))
@@ -797,7 +823,7 @@ def _run_phases(args, phases, routes, base_url, report, mover) -> int:
             "registering_s": round(act["end"] - act["start"], 2),
             "new_version_first_answer_after_move_s": None if first_new is None else round(first_new - act["end"], 2),
             "failed_requests": len(failed), "alias_restored_to": None if mover.scratch else mover.before,
-            "move_at_s": round(act["start"] - t0, 2), "timeline": timeline(recs, t0)}
+            "move_at_s": round(act["start"] - t0, 2), "machine_cpu": cpu, "timeline": timeline(recs, t0)}
         checks["alias_move_zero_failed"] = not failed
         checks["alias_move_both_versions_seen"] = mover.before in versions and new in versions
         print(f"  failed {len(failed)}; versions {report['alias_move']['responses_per_version']}", flush=True)
