@@ -233,6 +233,15 @@ class RareEventScores:
     def __len__(self) -> int:
         return int(self.object_ids.shape[0])
 
+    def record(self, i: int) -> dict:
+        """Row ``i`` as plain Python values: ``predicted_class``, ``probabilities`` (class -> probability),
+        ``open_set_score``, ``none_of_these``, ``anomaly_score``, ``entropy``, ``mutual_information`` (NaN kept)."""
+        return {"predicted_class": self.predicted[i],
+                "probabilities": dict(zip(self.classes, map(float, self.probabilities[i]))),
+                "open_set_score": float(self.open_set_score[i]), "none_of_these": bool(self.none_of_these[i]),
+                "anomaly_score": float(self.anomaly_score[i]), "entropy": float(self.entropy[i]),
+                "mutual_information": float(self.mutual_information[i])}
+
     def to_pandas(self):
         """One row per input: ``object_id`` (and ``alert_id``), ``predicted``, ``p_<class>``, the scores."""
         import pandas as pd

@@ -228,10 +228,11 @@ class LightCurveFileClassifier:
         if self.rare is not None:
             rare = self.rare.run(list(lightcurves))  # one row per light curve, input order, NaN where unscorable
             for i, row in enumerate(rows):
-                row.update(rare_class=rare.predicted[i], rare_probabilities=rare.probabilities[i].tolist(),
-                           open_set_score=float(rare.open_set_score[i]), none_of_these=bool(rare.none_of_these[i]),
-                           anomaly_score=float(rare.anomaly_score[i]), rare_entropy=float(rare.entropy[i]),
-                           rare_mutual_information=float(rare.mutual_information[i]))
+                rec = rare.record(i)
+                row.update(rare_class=rec["predicted_class"], rare_probabilities=list(rec["probabilities"].values()),
+                           open_set_score=rec["open_set_score"], none_of_these=rec["none_of_these"],
+                           anomaly_score=rec["anomaly_score"], rare_entropy=rec["entropy"],
+                           rare_mutual_information=rec["mutual_information"])
         return rows
 
 

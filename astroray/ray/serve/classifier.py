@@ -170,16 +170,13 @@ class LightCurveClassifierDeployment:
         return out
 
 
-def _finite(value) -> float | None:
-    """JSON has no NaN: a number, or null."""
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
 def _rare_part(rare, i: int) -> dict:
-    """Row ``i`` of :class:`~astroray.models.rare_events.RareEventScores` as a ``RareEventPrediction``."""
-    return {"predicted_class": rare.predicted[i],
-            "probabilities": {c: _finite(v) for c, v in zip(rare.classes, rare.probabilities[i])},
-            "open_set_score": _finite(rare.open_set_score[i]), "none_of_these": bool(rare.none_of_these[i]),
-            "anomaly_score": _finite(rare.anomaly_score[i]), "entropy": _finite(rare.entropy[i]),
-            "mutual_information": _finite(rare.mutual_information[i])}
+    """Row ``i`` of :class:`~astroray.models.rare_events.RareEventScores` as a ``RareEventPrediction`` (JSON has
+    no NaN: null)."""
+    def finite(v):
+        return v if not isinstance(v, float) or np.isfinite(v) else None
+
+    rec = rare.record(i)
+    out = {k: finite(v) for k, v in rec.items() if k != "probabilities"}
+    out["probabilities"] = {c: finite(v) for c, v in rec["probabilities"].items()}
+    return out
