@@ -248,7 +248,7 @@ def _start_action(action, at_s: float):
 async def closed_loop(base_url: str, route: Route, concurrency: int, duration_s: float, timeout_s: float, *,
                       at_fraction: float | None = None, action=None):
     """``concurrency`` clients, each sending its next request when the last is answered, for ``duration_s``;
-    ``action`` as in :func:`open_loop` (its result is returned as a fourth value)."""
+    ``action`` as in :func:`open_loop`.  Returns ``(records, t0, t_end, action's result or None)``."""
     async with _client(base_url, timeout_s) as client:
         records: list[dict] = []
         t0 = time.perf_counter()
@@ -260,10 +260,7 @@ async def closed_loop(base_url: str, route: Route, concurrency: int, duration_s:
                 records.append(await _one(client.pick(i), route, time.perf_counter()))
 
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        t_end = time.perf_counter()
-        if acted is None:
-            return records, t0, t_end
-        return records, t0, t_end, await acted
+        return records, t0, time.perf_counter(), None if acted is None else await acted
 
 
 async def _send_at_rate(client, route: Route, rate: float, duration_s: float, t0: float) -> list:
@@ -355,7 +352,7 @@ def _is_5xx_not_503(status) -> bool:
 def capacity_curve(base_url: str, route: Route, levels: list[int], step_s: float, growth: float, timeout_s: float):
     curve, best = [], 0.0
     for c in levels:
-        records, t0, t1 = asyncio.run(closed_loop(base_url, route, c, step_s, timeout_s))
+        records, t0, t1, _ = asyncio.run(closed_loop(base_url, route, c, step_s, timeout_s))
         s = {"concurrency": c, **summarise(records, t0, t1)}
         curve.append(s)
         print(f"  {route.path} c={c:3d}: {s['ok_per_s']:7.2f} ok/s  p50 {s['latency_ms']['p50']} ms  "
