@@ -36,6 +36,10 @@ def ensure_ray(**init_kwargs):
         # Two logical CPUs beyond the cores: training workers that take every core would otherwise leave
         # none for the Ray Data tasks that feed them, and wait for their data forever.
         init_kwargs.setdefault("num_cpus", (os.cpu_count() or 1) + 2)
+        # Serve's proxies (started by this Ray's raylet, with this environment) refuse overload themselves
+        from astroray.ray.serve.proxy import CALLBACK_ENV, CALLBACK_PATH
+
+        os.environ.setdefault(CALLBACK_ENV, CALLBACK_PATH)
     if not joining and "RAY_AUTH_MODE" not in os.environ:
         # An ephemeral token for this local cluster: authentication stays on, nothing is written to ~/.ray.
         os.environ["RAY_AUTH_MODE"] = "token"

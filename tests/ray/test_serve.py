@@ -107,3 +107,90 @@ def test_user_errors_are_not_logged_as_server_errors(serve_app, pair):
     text = "\n".join(open(f, errors="replace").read() for f in glob.glob(f"{logs}/serve/replica_astroray_*.log"))
     assert "Request failed" not in text and "Traceback" not in text
     assert "WARNING" in text and "422 /difference: science: truncated" in text
+
+
+def test_the_proxy_refuses_past_the_limit_the_ingress_states_and_frees_the_slot_before_answering():
+    """``ProxyAdmission`` (run in Serve's proxy) learns a path's limit from the ingress's response header, answers
+    the (limit + 1)-th concurrent request itself with a 503 (the app behind never sees it), gives the slot back
+    before the last body part goes out (a client's next request finds it free), and lifts the limit when a
+    successful answer no longer states one.  Other paths pass through."""
+    import asyncio
+    import json
+
+    from astroray.ray.serve.proxy import LIMIT_HEADER, ProxyAdmission
+
+    seen, release, state = [], asyncio.Event(), {"limit": b"1"}
+
+    async def ingress(scope, receive, send):  # what the proxy forwards to: holds /slow until released
+        seen.append(scope["path"])
+        if scope["path"] == "/slow":
+            await release.wait()
+        headers = [(LIMIT_HEADER.encode(), state["limit"])] if state["limit"] else []
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def call(proxy, path):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+            if message["type"] == "http.response.body" and sent[0]["status"] == 200:
+                assert proxy.in_flight[path] == 0  # the answer reaches the client: its slot is free already
+
+        await proxy({"type": "http", "path": path}, None, send)
+        return sent[0].get("status"), b"".join(m.get("body", b"") for m in sent[1:])
+
+    async def scenario():
+        proxy = ProxyAdmission(ingress)
+        release.set()
+        assert (await call(proxy, "/slow"))[0] == 200  # learns the limit: 1
+        assert proxy.limits == {"/slow": 1}
+        release.clear()
+        held = asyncio.create_task(call(proxy, "/slow"))
+        await asyncio.sleep(0.01)
+        status, body = await call(proxy, "/slow")
+        assert status == 503 and "limit (max_in_flight)" in json.loads(body)["detail"] and proxy.refused == 1
+        assert (await call(proxy, "/other"))[0] == 200  # another path: no limit learned for it
+        release.set()
+        assert (await held)[0] == 200 and seen.count("/slow") == 2  # the refused one never reached the ingress
+        assert (await call(proxy, "/slow"))[0] == 200
+        state["limit"] = None  # redeployed without a limit: the next successful answer lifts it
+        await call(proxy, "/slow")
+        assert "/slow" not in proxy.limits
+
+    asyncio.run(scenario())
+
+
+def test_overload_is_refused_by_serves_proxy_before_the_ingress(ray_session, pair):
+    """The real proxy of the test session's Ray runs the middleware (``ensure_ray`` set Serve's proxy callback):
+    once an answer of ``/difference`` stated its limit, concurrent requests past it get the proxy's 503 at once,
+    and the route answers normally afterwards."""
+    import asyncio
+
+    from ray import serve
+
+    from astroray.ray.serve.app import build_app
+    from astroray.ray.serve.proxy import LIMIT_HEADER
+    from astroray.ray.serve.schemas import ServeAppConfig
+
+    serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+    serve.run(build_app(ServeAppConfig(max_request_mb=1.0, max_in_flight={"difference": 1})),
+              name="astroray-admission", route_prefix="/admission")
+    body = {"reference": base64.b64encode(pair[0]).decode(), "science": base64.b64encode(pair[1]).decode()}
+    try:
+        with httpx.Client(base_url=URL, timeout=60) as client:
+            first = client.post("/admission/difference", json=body)
+            assert first.status_code == 200 and first.headers[LIMIT_HEADER] == "1"
+
+        async def burst():
+            async with httpx.AsyncClient(base_url=URL, timeout=60) as client:
+                return await asyncio.gather(*[client.post("/admission/difference", json=body) for _ in range(6)])
+
+        answers = asyncio.run(burst())
+        codes = sorted(r.status_code for r in answers)
+        assert codes.count(200) >= 1 and codes.count(503) >= 1 and set(codes) <= {200, 503}, codes
+        assert all("at this proxy" in r.json()["detail"] for r in answers if r.status_code == 503)
+        with httpx.Client(base_url=URL, timeout=60) as client:
+            assert client.post("/admission/difference", json=body).status_code == 200
+    finally:
+        serve.delete("astroray-admission")

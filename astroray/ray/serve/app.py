@@ -9,7 +9,7 @@ User errors come back as HTTP 4xx with a message, never as a 500.
 import base64
 import binascii
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi_offline import FastAPIOffline
 from ray import serve
@@ -65,7 +65,7 @@ class Ingress:
                  classifier: DeploymentHandle | None = None, ner: DeploymentHandle | None = None,
                  alerts: DeploymentHandle | None = None, max_request_mb: float = 256.0,
                  request_timeout_s: float = 30.0, max_in_flight: dict[str, int] | None = None,
-                 max_wait_ms: float = 0.0):
+                 max_wait_ms: float = 0.0, ingress_replicas: int = 1):
         # model deployments are optional: an app without a model configured serves /difference alone
         self.differencer = differencer
         self.realbogus = realbogus
@@ -74,7 +74,7 @@ class Ingress:
         self.alerts = alerts
         self.max_request_bytes = int(max_request_mb * 2**20)
         self.request_timeout_s = float(request_timeout_s)
-        self._admit = InFlightLimiter(max_in_flight, max_wait_ms=max_wait_ms)
+        self._admit = InFlightLimiter(max_in_flight, max_wait_ms=max_wait_ms, ingress_replicas=ingress_replicas)
 
     def _require(self, handle: DeploymentHandle | None, name: str, route: str) -> DeploymentHandle:
         if handle is None:
@@ -92,9 +92,10 @@ class Ingress:
               responses={408: {"description": "the body did not arrive in time"},
                          413: {"description": "request too large"}, 422: {"description": "bad input"},
                          503: {"description": "overloaded: retry later"}})
-    async def difference(self, request: Request) -> DifferenceResponse:
+    async def difference(self, request: Request, response: Response) -> DifferenceResponse:
         """Difference a reference/science FITS pair sent as base64 in JSON; returns detections."""
         route = "/difference"
+        response.headers.update(self._admit.headers(route))
         async with self._admit(route, behind="differencer"):
             req = await read_json_body(request, DifferenceRequest, limit=self.max_request_bytes,
                                        timeout_s=self.request_timeout_s, route=route)
@@ -163,10 +164,11 @@ class Ingress:
                          413: {"description": "request too large, or more alerts than max_alerts"},
                          422: {"description": "malformed packets (not Avro/JSON/Parquet alerts, a missing field)"},
                          503: {"description": "overloaded (retry later), or the models are not registered yet"}})
-    async def alerts(self, request: Request) -> AlertsResponse:
+    async def alerts(self, request: Request, response: Response) -> AlertsResponse:
         """Real/bogus on the cutouts, class probabilities on the history, rare-event and anomaly scores of one or
         many ZTF or Rubin alert packets (an Avro container, JSON, or Parquet), in one response."""
         route = "/alerts"
+        response.headers.update(self._admit.headers(route))
         handle = self._require(self.alerts, "alert scorer", route)
         async with self._admit(route, behind="alert scorer"):
             body = await read_body(request, limit=self.max_request_bytes, timeout_s=self.request_timeout_s,
@@ -259,4 +261,14 @@ def build_app(args: ServeAppConfig) -> serve.Application:
     return Ingress.options(**_options(args, "ingress")).bind(
         differencer, ner=ner, classifier=classifier, realbogus=realbogus, alerts=alerts,
         max_request_mb=args.max_request_mb, request_timeout_s=args.request_timeout_s,
-        max_in_flight=args.max_in_flight, max_wait_ms=args.max_wait_ms)
+        max_in_flight=args.max_in_flight, max_wait_ms=args.max_wait_ms, ingress_replicas=_ingress_replicas(args))
+
+
+def _ingress_replicas(args: ServeAppConfig) -> int:
+    """The most ingress replicas ``args`` declares (1 when they are set elsewhere, e.g. in the Serve config's own
+    ``deployments:``): the proxies admit that many times each route's ``max_in_flight``."""
+    ingress = args.deployments.get("ingress")
+    if ingress is None:
+        return 1
+    scaling = ingress.autoscaling_config or {}
+    return int(scaling.get("max_replicas") or ingress.num_replicas or 1)

@@ -27,6 +27,7 @@ from fastapi import HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
 from astroray.errors import InvalidInputError
+from astroray.ray.serve.proxy import LIMIT_HEADER
 
 __all__ = ["UserError", "InFlightLimiter", "user_errors_as_values", "raise_for_user_error", "reject", "reject_overloaded",
            "read_body",
@@ -80,7 +81,7 @@ _OVERLOAD_LOG_S = 10.0
 _overloaded = {"count": 0, "logged": 0.0}
 
 
-def reject_overloaded(message: str, *, route: str):
+def reject_overloaded(message: str, *, route: str, headers: dict[str, str] | None = None):
     """Raise HTTP 503 for a request refused because a queue is full.  Logged once per 10 s with the count
     (a line per refusal would spend the CPU the overload already lacks)."""
     _overloaded["count"] += 1
@@ -88,7 +89,7 @@ def reject_overloaded(message: str, *, route: str):
     if now - _overloaded["logged"] >= _OVERLOAD_LOG_S:
         logger.warning("503 %s: %s (%d refused since the last line)", route, message, _overloaded["count"])
         _overloaded.update(count=0, logged=now)
-    raise HTTPException(status_code=503, detail=message)
+    raise HTTPException(status_code=503, detail=message, headers=headers)
 
 
 class InFlightLimiter:
@@ -103,15 +104,28 @@ class InFlightLimiter:
     so admitted requests wait least (adaptive LIFO).  A full queue of the deployment behind (Serve's
     ``BackPressureError``) is a 503 naming it.  Routes without a limit are only counted.  One per ingress replica
     (its event loop is single-threaded, so the counts need no lock).
+
+    :meth:`headers` is what the route's responses tell Serve's proxy (:mod:`astroray.ray.serve.proxy`): how many
+    of its requests may be in flight there, the slots and the waiting line of all ``ingress_replicas``, so
+    the proxy refuses the rest before they cost the ingress anything.
     """
 
-    def __init__(self, limits: dict[str, int] | None = None, *, max_wait_ms: float = 0.0):
+    def __init__(self, limits: dict[str, int] | None = None, *, max_wait_ms: float = 0.0, ingress_replicas: int = 1):
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, not {max_wait_ms}")
+        if ingress_replicas < 1:
+            raise ValueError(f"ingress_replicas must be >= 1, not {ingress_replicas}")
         self.limits = dict(limits or {})
         self.max_wait_s = max_wait_ms / 1e3
         self.in_flight: dict[str, int] = {}
         self._waiters: dict[str, collections.deque[asyncio.Future]] = {}
+        line = 2 if max_wait_ms > 0 else 1  # with a wait, as many may wait as hold a slot
+        self._headers = {name: {LIMIT_HEADER: str(limit * line * ingress_replicas)}
+                         for name, limit in self.limits.items()}
+
+    def headers(self, route: str) -> dict[str, str]:
+        """Response headers of ``route``: its proxy limit (none for a route without a limit)."""
+        return self._headers.get(route.strip("/"), {})
 
     @contextlib.asynccontextmanager
     async def __call__(self, route: str, *, behind: str = "deployment"):
@@ -123,7 +137,7 @@ class InFlightLimiter:
             yield
         except BackPressureError:
             reject_overloaded(f"the {behind}'s queue is full: retry later (the deployment's max_queued_requests)",
-                              route=route)
+                              route=route, headers=self.headers(route))
         finally:
             self._leave(name)
 
@@ -136,7 +150,7 @@ class InFlightLimiter:
             return
         if self.max_wait_s == 0 or len(waiters) >= limit:
             reject_overloaded(f"{route} has {n} requests in flight, its limit (max_in_flight), and "
-                              f"{len(waiters)} waiting: retry later", route=route)
+                              f"{len(waiters)} waiting: retry later", route=route, headers=self.headers(route))
         loop = asyncio.get_running_loop()
         slot = loop.create_future()  # True: _leave handed this request its slot; False: the wait ran out
         waiters.append(slot)
@@ -153,7 +167,7 @@ class InFlightLimiter:
                 waiters.remove(slot)
         if not admitted:
             reject_overloaded(f"{route} found its {limit} slots (max_in_flight) busy for {self.max_wait_s * 1e3:g} "
-                              "ms (max_wait_ms): retry later", route=route)
+                              "ms (max_wait_ms): retry later", route=route, headers=self.headers(route))
 
     def _leave(self, name: str) -> None:
         waiters = self._waiters.get(name)
