@@ -40,7 +40,7 @@ Also: ``tensors`` (light curves/s through
 :class:`~astroray.lightcurves.LightCurveTensorizer`), ``all_features`` (every
 astroray feature), and with ``--rrlyrae`` the fraction of catalogue periods
 found within 1% (plain peak and 4-harmonic re-scoring).  The transformer's
-inference figure is the lead's: :func:`bench_transformer_inference`.
+inference figure (light curves/s on 2 cores) is ``bench_lightcurves_models.py --tasks speed``.
 """
 from __future__ import annotations
 
@@ -222,18 +222,6 @@ def bench_rrlyrae(shared_data: Path):
     return out
 
 
-def bench_transformer_inference(args) -> dict:
-    """PLACEHOLDER for the lead: transformer inference, light curves/s on 2 CPU cores (and on a GPU if lent).
-
-    Issue 15 asks for >= 5,000 light curves/s.  Build the batch with
-    :class:`~astroray.lightcurves.LightCurveTensorizer` (its ``to_torch()``)
-    on the same simulated light curves as the feature benchmarks, load the
-    registered model, time ``model(batch)`` after a warm-up, and return a dict
-    like ``{"lightcurves_per_s": ..., "threads": 2, "device": "cpu"}``.
-    """
-    return {"status": "not measured: added with the transformer (astroray/models/)"}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="simulated light curves")
@@ -247,7 +235,8 @@ def main(argv=None):
                         default=Path(os.environ.get("ASTRORAY_SHARED_DATA",
                                                     Path(__file__).resolve().parents[2] / "shared" / "data")))
     parser.add_argument("--device", choices=("cpu",), default="cpu",
-                        help="the feature code is CPU (Numba); only the transformer figure would use a GPU")
+                        help="the feature code is CPU (Numba); the transformer's figures are "
+                             "bench_lightcurves_models.py's")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -270,7 +259,6 @@ def main(argv=None):
         "stats": bench_stats(data, bands, args.repeat),
         "period": bench_period(data, bands, args.repeat, args.n_freq, args.min_period, args.max_period),
         "astroray_only": bench_all_features_and_tensors(data, bands, args.repeat),
-        "transformer_inference": bench_transformer_inference(args),
     }
     if args.rrlyrae:
         summary["rrlyrae_periods"] = bench_rrlyrae(args.shared_data)
