@@ -36,7 +36,7 @@ class ProxyAdmission:
 
     A path has a limit once a response of it carried :data:`LIMIT_HEADER`; a successful response without the
     header lifts it (the route was redeployed unbounded).  Counts are per proxy, on its one event loop, so
-    they need no lock.
+    they need no lock; requests forwarded before the limit was learned are not in them.
     """
 
     def __init__(self, app):
@@ -49,19 +49,23 @@ class ProxyAdmission:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
-        n = self.in_flight.get(path, 0)
-        limit = self.limits.get(path)
-        if limit is not None and n >= limit:
-            self.refused += 1
-            return await _refuse(send, path, n)
-        self.in_flight[path] = n + 1
-        done = False
+        counted = path in self.limits  # only bounded paths are counted: any path a client makes up is not kept
+        if counted:
+            n = self.in_flight.get(path, 0)
+            if n >= self.limits[path]:
+                self.refused += 1
+                return await _refuse(send, path, n)
+            self.in_flight[path] = n + 1
 
         def leave():
-            nonlocal done
-            if not done:
-                done = True
-                self.in_flight[path] -= 1
+            nonlocal counted
+            if counted:
+                counted = False
+                n = self.in_flight[path] - 1
+                if n:
+                    self.in_flight[path] = n
+                else:
+                    del self.in_flight[path]
 
         async def learn(message):
             if message["type"] == "http.response.start":
