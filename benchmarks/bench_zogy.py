@@ -366,6 +366,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     ap.add_argument("--repeat", type=int, default=3, help="timed calls per astroray method")
     ap.add_argument("--peer-repeat", type=int, default=1, help="timed calls per peer (they are slow)")
+    ap.add_argument("--peer-warmup", type=int, default=0,
+                    help="untimed calls per peer first (sfft's CuPy back end compiles its kernels in its first call)")
     ap.add_argument("--methods", default="astroray_zogy,astroray_zogy_fit,astroray_zogy_kernel,astroray_classic",
                     help="astroray methods, comma-separated")
     ap.add_argument("--peers", default="sfft,properimage", help="peers, comma-separated ('' for none)")
@@ -408,7 +410,7 @@ def main(argv=None) -> int:
         for name in methods + peers:
             is_peer = name in peers
             results[name] = time_method(name, tmp, args.device, args.peer_repeat if is_peer else args.repeat,
-                                        0 if is_peer else 1, args.timeout)
+                                        args.peer_warmup if is_peer else 1, args.timeout)
             print(f"# {name}: {results[name].get('ms', results[name].get('error'))}", file=sys.stderr, flush=True)
     ours = results.get("astroray_zogy", {}).get("ms")
     for name in peers:
