@@ -39,9 +39,19 @@ from astroray.kernels.extract.detect import PixelList
 from astroray.kernels.catalog import OBJ_MERGED, OBJ_SINGU, OBJ_TRUNC
 from astroray.kernels.extract.measure import analyse
 
-__all__ = ["DeblendOutput", "deblend", "deblend_trees", "seed_trees_cpu", "seed_trees_cuda"]
+__all__ = ["DeblendOutput", "deblend", "deblend_trees", "host_share", "seed_trees_cpu", "seed_trees_cuda",
+           "seed_trees_split"]
 
 _MAX_DEBLEND_AREA = 3  # sub-objects need min(min_area, 3) pixels, as SExtractor
+
+CUDA_THREAD_SLOWDOWN = 18.0
+"""How many times longer one CUDA thread takes than one host core to build the same object's tree.
+
+The routine is sequential and waits on memory at every step, so a lone GPU thread is far slower than a
+CPU core at it, and the kernel lasts as long as its largest object.  :func:`host_share` uses this ratio
+to give the largest objects (streaks, saturated stars) to the host.  Measured on an H200 against one core
+of its host: a 54,212-pixel streak took 2,500 ms in the kernel and 138 ms on the CPU
+(``benchmarks/bench_deblend.py --device gpu``)."""
 
 
 def _make_tree_kernel(jit):
@@ -291,13 +301,84 @@ def seed_trees_cuda(pixels, thresh0, peak, *, nthresh, mincont, min_area):
                       on_cuda=True)
 
 
+def host_share(counts, *, slowdown: float = CUDA_THREAD_SLOWDOWN) -> np.ndarray:
+    """The objects whose trees the host builds while the CUDA kernel builds the others' (sorted indices).
+
+    Both twins' work on an object grows with its pixel count.  The kernel, one
+    thread per object, lasts ``slowdown`` x its largest object; the host, one
+    core, the sum of its objects.  The ``k`` largest objects go to the host, for
+    the ``k`` that makes the longer of the two shortest (``k = 0`` on a tie).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    order = np.argsort(-counts, kind="stable")
+    largest_first = counts[order]
+    host = np.concatenate([[0.0], np.cumsum(largest_first)])  # k = 0 .. n objects on the host
+    device = slowdown * np.concatenate([largest_first, [0.0]])  # the largest object left to the kernel
+    k = int(np.argmin(np.maximum(host, device)))
+    return np.sort(order[:k])
+
+
+def _objects_subset(pixels, objects, starts, counts, xp):
+    """The pixel list of ``objects`` alone (renumbered 0..k-1, order kept) and its pixels' positions in ``pixels``."""
+    c = counts[objects]
+    first = np.repeat(starts[objects] - (np.cumsum(c) - c), c)  # position = offset of the object + rank inside
+    positions = xp.asarray(first + np.arange(int(c.sum()), dtype=np.int64))
+    k = int(objects.shape[0])
+    sub = PixelList(xp.asarray(np.repeat(np.arange(k, dtype=np.int64), c)),
+                    *(getattr(pixels, f)[positions] for f in ("x", "y", "value", "cvalue", "var", "thresh")),
+                    k, xp.asarray(np.cumsum(c) - c), xp.asarray(c))
+    return sub, positions
+
+
+def seed_trees_split(pixels, thresh0, peak, *, host_objects, nthresh, mincont, min_area):
+    """Trees of ``host_objects`` on the CPU twin while the CUDA kernel builds the others' (one result).
+
+    The host's share is copied out before the kernel starts, so the two run
+    at once; the results are the twins' own, so the split changes nothing
+    but the time.
+    """
+    xp = array_module_of(pixels.x)
+    n = pixels.n_objects
+    starts, counts = to_numpy(pixels.start).astype(np.int64), to_numpy(pixels.count).astype(np.int64)
+    host_objects = np.asarray(host_objects, dtype=np.int64)
+    device_objects = np.setdiff1d(np.arange(n, dtype=np.int64), host_objects)
+    opts = dict(nthresh=nthresh, mincont=mincont, min_area=min_area)
+    host_px, host_pos = _objects_subset(pixels, host_objects, starts, counts, xp)
+    host_px = _host_pixels(host_px)  # copied before the launch: a copy would wait for the kernel
+    host_t0, host_peak = to_numpy(thresh0)[host_objects], to_numpy(peak)[host_objects]
+    dev_px, dev_pos = _objects_subset(pixels, device_objects, starts, counts, xp)
+    dev_sel = xp.asarray(device_objects)
+    on_device = seed_trees_cuda(dev_px, thresh0[dev_sel], peak[dev_sel], **opts)  # returns once launched
+    on_host = seed_trees_cpu(host_px, host_t0, host_peak, **opts)
+    big_n = int(pixels.x.shape[0])
+    seed_of_pixel = xp.full(big_n, -1, dtype=xp.int32)
+    seed_level = xp.zeros(big_n, dtype=xp.int32)
+    nseeds = xp.zeros(n, dtype=xp.int32)
+    for pos, objects, trees in ((dev_pos, dev_sel, on_device), (host_pos, xp.asarray(host_objects), on_host)):
+        seed_of_pixel[pos] = xp.asarray(trees.seed_of_pixel)
+        seed_level[pos] = xp.asarray(trees.seed_level)
+        nseeds[objects] = xp.asarray(trees.nseeds)
+    return SeedTrees(seed_of_pixel, nseeds, seed_level)
+
+
 def deblend_trees(pixels, thresh0, peak, *, nthresh, mincont, min_area, backend="auto"):
-    """Seeds of every object, on the CPU twin or the CUDA kernel (``backend``: auto/cpu/cuda)."""
+    """Seeds of every object, on the CPU twin or the CUDA kernel (``backend``: auto/cpu/cuda).
+
+    On the GPU the largest objects, which would hold the kernel up, are built
+    on the host meanwhile (:func:`host_share`).
+    """
     xp = array_module_of(pixels.x)
     if backend == "auto":
         backend = "cpu" if xp is np else "cuda"
-    fn = seed_trees_cpu if backend == "cpu" else seed_trees_cuda
-    return fn(pixels, thresh0, peak, nthresh=nthresh, mincont=mincont, min_area=min_area)
+    opts = dict(nthresh=nthresh, mincont=mincont, min_area=min_area)
+    if backend == "cpu":
+        return seed_trees_cpu(pixels, thresh0, peak, **opts)
+    host_objects = host_share(to_numpy(pixels.count))
+    if host_objects.size == 0:
+        return seed_trees_cuda(pixels, thresh0, peak, **opts)
+    if host_objects.size == pixels.n_objects:
+        return seed_trees_cpu(pixels, thresh0, peak, **opts)
+    return seed_trees_split(pixels, thresh0, peak, host_objects=host_objects, **opts)
 
 
 # --------------------------------------------------------------------------- sharing the faint pixels

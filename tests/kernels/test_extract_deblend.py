@@ -72,7 +72,7 @@ _SIMULATED = textwrap.dedent("""
     from astroray.kernels.extract.testing import star_field
     from astroray.kernels.extract.detect import detect
     from astroray.kernels.extract.measure import segment_max_first
-    from astroray.kernels.extract.deblend import seed_trees_cpu, seed_trees_cuda
+    from astroray.kernels.extract.deblend import seed_trees_cpu, seed_trees_cuda, seed_trees_split
     img, _ = star_field((40, 40), 14, seed=4, sky=0.0, noise=3.0, flux_range=(2e3, 2e4))
     k = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], np.float32)
     det = detect(img, threshold=1.5, relative=True, error=3.0, kernel=k, min_area=5)
@@ -81,8 +81,19 @@ _SIMULATED = textwrap.dedent("""
     opts = dict(nthresh=32, mincont=0.005, min_area=5)
     cpu = seed_trees_cpu(px, det.object_thresh, peak, **opts)
     sim = seed_trees_cuda(px, det.object_thresh, peak, **opts)
-    print(json.dumps({"cpu_nseeds": cpu.nseeds.tolist(), "sim_nseeds": sim.nseeds.tolist(),
-                      "cpu_seeds": cpu.seed_of_pixel.tolist(), "sim_seeds": sim.seed_of_pixel.tolist()}))
+    # the split object by object: one split object and every third one to the host, the other split ones not
+    split_objects = np.flatnonzero(np.asarray(cpu.nseeds) > 0)
+    host = np.union1d(split_objects[:1], np.arange(1, px.n_objects, 3))
+    split = seed_trees_split(px, det.object_thresh, peak, host_objects=host, **opts)
+    out = {}
+    for name, t in (("cpu", cpu), ("sim", sim), ("split", split)):
+        nseeds = np.asarray(t.nseeds)
+        levels = [int(t.seed_level[s + m]) for s, k in zip(px.start.tolist(), nseeds.tolist()) for m in range(k)]
+        out.update({name + "_nseeds": nseeds.tolist(), name + "_seeds": np.asarray(t.seed_of_pixel).tolist(),
+                    name + "_levels": levels})
+    out["split_on_host"] = int((np.asarray(cpu.nseeds)[host] > 0).sum())
+    out["split_objects"] = int(split_objects.size)
+    print(json.dumps(out))
 """)
 
 
@@ -93,8 +104,26 @@ def test_cuda_kernel_matches_cpu_twin_under_the_simulator():
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert sum(out["cpu_nseeds"]) >= 2  # at least one object was split
-    assert out["sim_nseeds"] == out["cpu_nseeds"]
-    assert out["sim_seeds"] == out["cpu_seeds"]
+    for twin in ("sim", "split"):
+        for what in ("nseeds", "seeds", "levels"):
+            assert out[f"{twin}_{what}"] == out[f"cpu_{what}"], (twin, what)
+    assert 1 <= out["split_on_host"] < out["split_objects"]  # split objects on both sides
+
+
+def test_host_share_gives_the_host_the_objects_that_would_hold_the_kernel_up():
+    from astroray.kernels.extract.deblend import host_share
+
+    many_small = np.full(4000, 20)
+    assert host_share(many_small, slowdown=60).size == 0  # the kernel takes them all
+    streaks = many_small.copy()
+    streaks[[7, 99, 1234]] = [40_000, 30_000, 25_000]
+    assert host_share(streaks, slowdown=60).tolist() == [7, 99, 1234]
+    # the host's share stops where its sum would outlast the kernel's largest object left
+    steps = np.array([1000, 900, 800, 100, 10])
+    assert host_share(steps, slowdown=2).tolist() == [0]  # max(1000, 2 x 900) beats 2 x 1000 and max(1900, 1600)
+    assert host_share(steps, slowdown=20).tolist() == [0, 1, 2]  # max(2700, 20 x 100) beats max(2800, 20 x 10)
+    assert host_share([5], slowdown=60).tolist() == [0]  # a lone object: the host alone
+    assert host_share(np.zeros(0, int)).size == 0
 
 
 @pytest.mark.gpu
