@@ -5,6 +5,7 @@ Usage::
     taskset -c 0 python benchmarks/bench_ner.py                      # trains a model first (a few minutes)
     taskset -c 0 python benchmarks/bench_ner.py --model /tmp/ner      # score and time a saved pipeline
     python benchmarks/bench_ner.py --save-model /tmp/ner --epochs 5   # train, save, score
+    python benchmarks/bench_ner.py --ner width=96 --ner depth=4 --weak wiesp_repeat=4   # other model/data settings
     python benchmarks/bench_ner.py --model models:/astroray-ner@champion --ray-files 400 --ray-workers 2
 
 Printed as JSON and written to ``benchmarks/results/ner.json``:
@@ -128,6 +129,19 @@ def _ray_data_figure(nlp, raw_pages: dict, n_files: int, workers: int) -> dict:
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
+def _settings(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings as a dict, each value read as YAML (numbers, booleans, lists); the config validates."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"expected KEY=VALUE, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared-data", default=os.environ.get("ASTRORAY_SHARED_DATA", str(REPO.parent / "shared" /
@@ -141,6 +155,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--speed-docs", type=int, default=600, help="documents per speed timing")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-scores", action="store_true", help="with --model: time only, no F1 (no WIESP)")
+    parser.add_argument("--ner", action="append", default=[], metavar="KEY=VALUE",
+                        help="a NerConfig setting for the model trained here (repeatable), e.g. --ner width=96")
+    parser.add_argument("--weak", action="append", default=[], metavar="KEY=VALUE",
+                        help="a WeakLabelConfig setting (repeatable), e.g. --weak wiesp_repeat=4")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/ner.json)")
     parser.add_argument("--ray-files", type=int, default=0, help="files for the Ray Data figure (0: skip it)")
     parser.add_argument("--ray-workers", type=int, default=2, help="Ray Data actors for that figure")
@@ -160,7 +178,7 @@ def main(argv=None) -> dict:
 
     if args.skip_scores and not args.model:
         parser.error("--skip-scores needs --model")
-    weak_cfg = WeakLabelConfig(n_simulated=args.n_simulated, n_gcn_subjects=args.n_gcn)
+    weak_cfg = WeakLabelConfig(n_simulated=args.n_simulated, n_gcn_subjects=args.n_gcn, **_settings(args.weak))
     data, data_seconds = None, 0.0
     if not args.skip_scores:
         t0 = time.perf_counter()
@@ -175,7 +193,7 @@ def main(argv=None) -> dict:
         nlp = load_pipeline(args.model)
         result["model"] = str(args.model)
     else:
-        cfg = NerConfig(epochs=args.epochs, max_train_seconds=args.max_train_seconds)
+        cfg = NerConfig(**{"epochs": args.epochs, "max_train_seconds": args.max_train_seconds, **_settings(args.ner)})
         nlp, metrics = train_ner(cfg, data.train, data.dev, gazetteer_dir=gazetteer,
                                  on_epoch=lambda e, m: print(f"epoch {e}: dev names F1 {m['dev_names_f1']:.4f} "
                                                              f"({m['seconds']:.0f} s)", flush=True))
