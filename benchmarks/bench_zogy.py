@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_zogy.py --size 4096 --device cpu
-    python benchmarks/bench_zogy.py --size 4096 --device gpu --peers sfft
+    python benchmarks/bench_zogy.py --size 4096 --device gpu --peers sfft --peer-warmup 1
 
 Each method runs in its own child process (fresh memory accounting) on the
 same pair, saved once to a temporary folder: a warm-up call (compilation, FFT
