@@ -81,9 +81,11 @@ _SIMULATED = textwrap.dedent("""
     opts = dict(nthresh=32, mincont=0.005, min_area=5)
     cpu = seed_trees_cpu(px, det.object_thresh, peak, **opts)
     sim = seed_trees_cuda(px, det.object_thresh, peak, **opts)
-    # the split object by object: one split object and every third one to the host, the other split ones not
+    # the split object by object: the first split object and every third unsplit one to the host, so split
+    # objects are built on both sides
     split_objects = np.flatnonzero(np.asarray(cpu.nseeds) > 0)
-    host = np.union1d(split_objects[:1], np.arange(1, px.n_objects, 3))
+    unsplit = np.flatnonzero(np.asarray(cpu.nseeds) == 0)
+    host = np.union1d(split_objects[:1], unsplit[::3])
     split = seed_trees_split(px, det.object_thresh, peak, host_objects=host, **opts)
     out = {}
     for name, t in (("cpu", cpu), ("sim", sim), ("split", split)):
@@ -91,7 +93,6 @@ _SIMULATED = textwrap.dedent("""
         levels = [int(t.seed_level[s + m]) for s, k in zip(px.start.tolist(), nseeds.tolist()) for m in range(k)]
         out.update({name + "_nseeds": nseeds.tolist(), name + "_seeds": np.asarray(t.seed_of_pixel).tolist(),
                     name + "_levels": levels})
-    out["split_on_host"] = int((np.asarray(cpu.nseeds)[host] > 0).sum())
     out["split_objects"] = int(split_objects.size)
     print(json.dumps(out))
 """)
@@ -104,10 +105,11 @@ def test_cuda_kernel_matches_cpu_twin_under_the_simulator():
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert sum(out["cpu_nseeds"]) >= 2  # at least one object was split
+    # the field must give the split run a split object on each side (the first on the host, the rest on the kernel)
+    assert out["split_objects"] >= 2, "the test field has too few split objects: pick another seed"
     for twin in ("sim", "split"):
         for what in ("nseeds", "seeds", "levels"):
             assert out[f"{twin}_{what}"] == out[f"cpu_{what}"], (twin, what)
-    assert 1 <= out["split_on_host"] < out["split_objects"]  # split objects on both sides
 
 
 def test_host_share_gives_the_host_the_objects_that_would_hold_the_kernel_up():
