@@ -100,9 +100,8 @@ def main(argv=None) -> int:
             report["signs"][sign] = row
             continue
         largest = np.array([int(np.argmax(counts))])
-        one = {}
         row["cpu_ms"], cpu = _timed(lambda: db.seed_trees_cpu(px, thresh, peak, **OPTS), args.repeat, sync)
-        one["largest_cpu_ms"], _ = _timed(lambda: db.seed_trees_cpu(*_only(px, thresh, peak, largest), **OPTS),
+        row["largest_cpu_ms"], _ = _timed(lambda: db.seed_trees_cpu(*_only(px, thresh, peak, largest), **OPTS),
                                           args.repeat, sync)
         if args.device == "gpu":
             row["cuda_ms"], cuda = _timed(lambda: db.seed_trees_cuda(px, thresh, peak, **OPTS), args.repeat, sync)
@@ -110,13 +109,12 @@ def main(argv=None) -> int:
             row["host_objects"], row["host_pixels"] = int(host.size), int(counts[host].sum())
             row["split_ms"], split = _timed(lambda: db.deblend_trees(px, thresh, peak, backend="cuda", **OPTS),
                                             args.repeat, sync)
-            one["largest_cuda_ms"], _ = _timed(lambda: db.seed_trees_cuda(*_only(px, thresh, peak, largest), **OPTS),
+            row["largest_cuda_ms"], _ = _timed(lambda: db.seed_trees_cuda(*_only(px, thresh, peak, largest), **OPTS),
                                                args.repeat, sync)
-            one["measured_slowdown"] = round(one["largest_cuda_ms"] / max(one["largest_cpu_ms"], 1e-3), 1)
+            row["measured_slowdown"] = round(row["largest_cuda_ms"] / max(row["largest_cpu_ms"], 1e-3), 1)
             row["cuda_equals_cpu"] = _equal(cuda, cpu, px)
             row["split_equals_cpu"] = _equal(split, cpu, px)
             row["speedup_split_vs_cuda"] = round(row["cuda_ms"] / row["split_ms"], 2)
-        row.update(one)
         report["signs"][sign] = row
         print(sign, json.dumps(row), flush=True)
     report["machine"] = _machine(args.device)
@@ -143,19 +141,16 @@ def _only(px, thresh, peak, objects):
 
 def _equal(a, b, px) -> bool:
     """Same seeds: counts per object, seed of every pixel, and the level of every seed."""
-    nseeds_a, nseeds_b = _host(a.nseeds), _host(b.nseeds)
-    if not (np.array_equal(nseeds_a, nseeds_b) and np.array_equal(_host(a.seed_of_pixel), _host(b.seed_of_pixel))):
-        return False
-    starts = _host(px.start).astype(np.int64)
-    slots = np.concatenate([s + np.arange(k) for s, k in zip(starts, nseeds_a.astype(np.int64))] +
-                           [np.zeros(0, np.int64)])
-    return bool(np.array_equal(_host(a.seed_level)[slots], _host(b.seed_level)[slots]))
-
-
-def _host(arr) -> np.ndarray:
     from astroray.kernels.backend import to_numpy
 
-    return to_numpy(arr)
+    nseeds_a, nseeds_b = to_numpy(a.nseeds), to_numpy(b.nseeds)
+    if not (np.array_equal(nseeds_a, nseeds_b) and np.array_equal(to_numpy(a.seed_of_pixel),
+                                                                    to_numpy(b.seed_of_pixel))):
+        return False
+    starts = to_numpy(px.start).astype(np.int64)
+    slots = np.concatenate([s + np.arange(k) for s, k in zip(starts, nseeds_a.astype(np.int64))] +
+                           [np.zeros(0, np.int64)])
+    return bool(np.array_equal(to_numpy(a.seed_level)[slots], to_numpy(b.seed_level)[slots]))
 
 
 def _machine(device: str) -> dict:

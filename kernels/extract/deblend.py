@@ -321,12 +321,13 @@ def host_share(counts, *, slowdown: float = CUDA_THREAD_SLOWDOWN) -> np.ndarray:
 def _objects_subset(pixels, objects, starts, counts, xp):
     """The pixel list of ``objects`` alone (renumbered 0..k-1, order kept) and its pixels' positions in ``pixels``."""
     c = counts[objects]
-    first = np.repeat(starts[objects] - (np.cumsum(c) - c), c)  # position = offset of the object + rank inside
-    positions = xp.asarray(first + np.arange(int(c.sum()), dtype=np.int64))
+    sub_start = np.cumsum(c) - c
+    # a pixel's position: its object's start in ``pixels`` + its rank inside the object
+    positions = xp.asarray(np.repeat(starts[objects] - sub_start, c) + np.arange(int(c.sum()), dtype=np.int64))
     k = int(objects.shape[0])
     sub = PixelList(xp.asarray(np.repeat(np.arange(k, dtype=np.int64), c)),
                     *(getattr(pixels, f)[positions] for f in ("x", "y", "value", "cvalue", "var", "thresh")),
-                    k, xp.asarray(np.cumsum(c) - c), xp.asarray(c))
+                    k, xp.asarray(sub_start), xp.asarray(c))
     return sub, positions
 
 
