@@ -145,7 +145,8 @@ def _trial(config: dict, static: dict) -> None:
                             tags={"mlflow.parentRunId": config["_parent_run_id"], "astroray.sweep_trial": trial_name})
     for key, value in flatten_params(overrides).items():
         client.log_param(run.info.run_id, key, value)
-    status = "FAILED"
+    # Only success is written here. A failure is marked by run_sweep from Tune's own result: a thread that Tune
+    # has stopped can still raise after run_sweep has closed its run, and would overwrite FINISHED with FAILED.
     try:
         trainer = build_trainer(config["_model_kind"], merged["model"], config["_datasets"], train,
                                 name=f"{config['_name']}-{trial_name}", mlflow_run_id=run.info.run_id,
@@ -153,12 +154,10 @@ def _trial(config: dict, static: dict) -> None:
         result = trainer.fit()
         if result.error is not None:
             raise result.error
-        status = "FINISHED"
     except SystemExit:  # Tune ends a trial it has heard enough from (ASHA, max_t) by exiting its thread
-        status = "FINISHED"
+        client.set_terminated(run.info.run_id, status="FINISHED")
         raise
-    finally:
-        client.set_terminated(run.info.run_id, status=status)
+    client.set_terminated(run.info.run_id, status="FINISHED")
 
 
 def _function_trial(config: dict, static: dict) -> None:
@@ -191,15 +190,18 @@ def _function_trial(config: dict, static: dict) -> None:
         client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, stamp, int(step)) for k, v in values.items()])
         ray.tune.report(values)
 
-    status = "FAILED"
-    try:
+    try:  # as in _trial, only success is written here; run_sweep marks failures
         config["_trainable"](merged, datasets=config["_datasets"], report=report)
-        status = "FINISHED"
     except SystemExit:  # Tune ends a trial it has heard enough from (ASHA, max_t) by exiting its thread
-        status = "FINISHED"
+        client.set_terminated(run_id, status="FINISHED")
         raise
-    finally:
-        client.set_terminated(run_id, status=status)
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def _error_text(error: BaseException) -> str:
+    """What went wrong in a trial, in one line: the trial's own exception, not Ray's wrapper and traceback."""
+    cause = getattr(error, "cause", None) or error  # RayTaskError carries the trial's exception as .cause
+    return f"{type(cause).__name__}: {cause}"[:300]
 
 
 def run_sweep(model_kind: str, base_config: dict, datasets: dict, sweep: SweepConfig, *, name: str,
@@ -260,8 +262,13 @@ def run_sweep(model_kind: str, base_config: dict, datasets: dict, sweep: SweepCo
                 client.set_terminated(run.info.run_id, status=wanted)
             trials.append({"overrides": overrides, "metrics": {k: v for k, v in (r.metrics or {}).items()
                                                                if isinstance(v, (int, float))},
-                           "error": None if r.error is None else str(r.error)[:300],
+                           "error": None if r.error is None else _error_text(r.error),
                            "mlflow_run_id": None if run is None else run.info.run_id})
+            if run is not None:
+                runs.pop(run.info.run_name, None)
+        for run in runs.values():  # a trial that failed before it reported has no trial_id to match by
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, status="FAILED")
         ok = [t for t in trials if t["error"] is None and sweep.metric in t["metrics"]]
         if not ok:
             raise RuntimeError(f"no trial of the sweep {name!r} reported {sweep.metric}: "
