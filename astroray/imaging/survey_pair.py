@@ -648,12 +648,10 @@ def fit_matching_kernel(science: np.ndarray, reference: np.ndarray, *, variance_
             raise InvalidInputError(f"the matching-kernel fit found a non-positive flux scale ({scale:g})")
         return res, full(res.x), use, (cov, scale, offset)
 
-    fits = {}
-    for science_broader in (True, False):
-        res, z, use, parts = fit_once(science_broader, good, None)
-        fits[science_broader] = (res, z, use, parts, float(np.mean(z[outside & use] ** 2)))
-    science_broader = fits[True][4] <= fits[False][4]
-    res, z, use, parts, _ = fits[science_broader]
+    fits = {science_broader: fit_once(science_broader, good, None) for science_broader in (True, False)}
+    both = fits[True][2] & fits[False][2]
+    science_broader = float(np.mean(fits[True][1][both] ** 2)) <= float(np.mean(fits[False][1][both] ** 2))
+    res, z, use, parts = fits[science_broader]
     for _ in range(3):
         robust = max(1.0, 1.4826 * float(np.median(np.abs(z[use]))))
         new_use = use & (np.abs(z) <= clip_sigma * robust)

@@ -112,6 +112,33 @@ def test_matching_kernel_recovers_a_known_blur_and_scale():
     np.testing.assert_allclose(k.cov, cov, atol=0.1)
 
 
+def test_matching_kernel_direction_is_read_from_the_candidates_light_too():
+    """A lone variable star on an empty stamp: only its light tells which side is broader.
+
+    Outside the centre there is only noise, where the delta kernel's larger
+    noise model wins any chi^2; the direction is chosen over every pixel both
+    fits used (the candidate's included, modelled as a point source).
+    """
+    h = w = 63
+    yy, xx = np.mgrid[0:h, 0:w]
+    good = np.ones((h, w), bool)
+    good[:3] = good[-3:] = good[:, :3] = good[:, -3:] = False
+    n = np.arange(21) - 10
+    psf_ref = np.exp(-(n[:, None] ** 2 + n[None, :] ** 2) / (2 * 1.2 ** 2))
+    psf_ref /= psf_ref.sum()
+    cov = np.array([[1.5, 0.0], [0.0, 1.5]])
+    star = 5e3 / (2 * np.pi * 1.2 ** 2) * np.exp(-((xx - 31) ** 2 + (yy - 31) ** 2) / (2 * 1.2 ** 2))
+    sci = _gauss_convolve(1.05 * star, cov)  # 5% brighter, in broader seeing
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        k = fit_matching_kernel(sci + rng.normal(0, 10, (h, w)), star + rng.normal(0, 2, (h, w)),
+                                variance_science=np.full((h, w), 100.0), variance_reference=np.full((h, w), 4.0),
+                                good=good, centre=(31.0, 31.0), psf_science=_gauss_convolve(psf_ref, cov),
+                                psf_reference=psf_ref, flux_ratio=1.0)
+        assert k.science_broader, seed
+        np.testing.assert_allclose(k.cov, cov, atol=0.3)
+
+
 def test_difference_cutouts_sign_and_flux_ratio():
     cfg = ImagePairConfig(shape=(64, 64), star_density=150.0, galaxy_density=2.0, misregistration=0.0,
                           changes=ChangeConfig(transient_on_host=0, transient_hostless=0, variable_star=0,
