@@ -125,39 +125,58 @@ class SweepResult:
     parent_run_id: str | None
 
 
-def _trial(config: dict, static: dict) -> None:
-    """A Tune trial: fit the model with this trial's overrides, as its own MLflow run under the sweep's."""
+def _trial_run(config: dict, overrides: dict):
+    """``(client, run_id, trial_name)``: this trial's MLflow run, under the sweep's, with its overrides as params."""
     import mlflow
     import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
-    from astroray.ray.train import TrainConfig, build_trainer
     from astroray.tracking import flatten_params
 
-    config = dict(config, **static)
-    base = config["_base"]
-    overrides = {k: v for k, v in config.items() if not k.startswith("_")}
-    merged = apply_overrides(base, overrides)
-    train = TrainConfig(**merged["train"])
     client = mlflow.MlflowClient(tracking_uri=config["_tracking_uri"])
     trial_name = ray.tune.get_context().get_trial_name()
     run = client.create_run(config["_experiment_id"], run_name=trial_name,
                             tags={"mlflow.parentRunId": config["_parent_run_id"], "astroray.sweep_trial": trial_name})
     for key, value in flatten_params(overrides).items():
         client.log_param(run.info.run_id, key, value)
-    # Only success is written here. A failure is marked by run_sweep from Tune's own result: a thread that Tune
-    # has stopped can still raise after run_sweep has closed its run, and would overwrite FINISHED with FAILED.
+    return client, run.info.run_id, trial_name
+
+
+def _finish_on_success(client, run_id: str, work) -> None:
+    """Run ``work()`` and mark the trial's run FINISHED if it returns or Tune ends it.
+
+    Only success is written here. A failure is marked by run_sweep from Tune's own result: a thread that Tune has
+    stopped can still raise after run_sweep has closed its run, and would overwrite FINISHED with FAILED.
+    """
     try:
+        work()
+    except SystemExit:  # Tune ends a trial it has heard enough from (ASHA, max_t) by exiting its thread
+        client.set_terminated(run_id, status="FINISHED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def _trial(config: dict, static: dict) -> None:
+    """A Tune trial: fit the model with this trial's overrides, as its own MLflow run under the sweep's."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from astroray.ray.train import TrainConfig, build_trainer
+
+    config = dict(config, **static)
+    base = config["_base"]
+    overrides = {k: v for k, v in config.items() if not k.startswith("_")}
+    merged = apply_overrides(base, overrides)
+    train = TrainConfig(**merged["train"])
+    client, run_id, trial_name = _trial_run(config, overrides)
+
+    def fit() -> None:
         trainer = build_trainer(config["_model_kind"], merged["model"], config["_datasets"], train,
-                                name=f"{config['_name']}-{trial_name}", mlflow_run_id=run.info.run_id,
+                                name=f"{config['_name']}-{trial_name}", mlflow_run_id=run_id,
                                 tracking_uri=config["_tracking_uri"], callbacks=[TuneReportCallback()])
         result = trainer.fit()
         if result.error is not None:
             raise result.error
-    except SystemExit:  # Tune ends a trial it has heard enough from (ASHA, max_t) by exiting its thread
-        client.set_terminated(run.info.run_id, status="FINISHED")
-        raise
-    client.set_terminated(run.info.run_id, status="FINISHED")
+
+    _finish_on_success(client, run_id, fit)
 
 
 def _function_trial(config: dict, static: dict) -> None:
@@ -171,18 +190,10 @@ def _function_trial(config: dict, static: dict) -> None:
     import mlflow
     import ray.tune
 
-    from astroray.tracking import flatten_params
-
     config = dict(config, **static)
     overrides = {k: v for k, v in config.items() if not k.startswith("_")}
     merged = apply_overrides(config["_base"], overrides)
-    client = mlflow.MlflowClient(tracking_uri=config["_tracking_uri"])
-    trial_name = ray.tune.get_context().get_trial_name()
-    run = client.create_run(config["_experiment_id"], run_name=trial_name,
-                            tags={"mlflow.parentRunId": config["_parent_run_id"], "astroray.sweep_trial": trial_name})
-    run_id = run.info.run_id
-    for key, value in flatten_params(overrides).items():
-        client.log_param(run_id, key, value)
+    client, run_id, _ = _trial_run(config, overrides)
 
     def report(metrics: dict, step: int) -> None:
         values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -190,12 +201,8 @@ def _function_trial(config: dict, static: dict) -> None:
         client.log_batch(run_id, metrics=[mlflow.entities.Metric(k, v, stamp, int(step)) for k, v in values.items()])
         ray.tune.report(values)
 
-    try:  # as in _trial, only success is written here; run_sweep marks failures
-        config["_trainable"](merged, datasets=config["_datasets"], report=report)
-    except SystemExit:  # Tune ends a trial it has heard enough from (ASHA, max_t) by exiting its thread
-        client.set_terminated(run_id, status="FINISHED")
-        raise
-    client.set_terminated(run_id, status="FINISHED")
+    _finish_on_success(client, run_id,
+                       lambda: config["_trainable"](merged, datasets=config["_datasets"], report=report))
 
 
 def _error_text(error: BaseException) -> str:
