@@ -328,6 +328,12 @@ class UNet(nn.Module):
         return self.classify(bottom), self.segment(bottom, skips, x.shape[-1])
 
 
+def _version(t: torch.Tensor) -> int:
+    """The tensor's in-place version counter; -1 for an inference tensor, which has none (weights moved or
+    loaded inside ``torch.inference_mode()``, e.g. ``net.to("cuda")`` there)."""
+    return -1 if t.is_inference() else t._version
+
+
 def _fold_sequential(seq: nn.Sequential) -> nn.Sequential:
     layers, mods = [], list(seq)
     i = 0
@@ -404,7 +410,7 @@ class RealBogusNet(nn.Module):
         """The encoder with each batch norm folded into its convolution (eval only; rebuilt when weights change).
 
         Kept outside the module's registered children (not in ``state_dict``, not pickled)."""
-        key = tuple((t.data_ptr(), t._version) for t in itertools.chain(self.unet.parameters(), self.unet.buffers()))
+        key = tuple((t.data_ptr(), _version(t)) for t in itertools.chain(self.unet.parameters(), self.unet.buffers()))
         cached = self.__dict__.get("_folded")
         if cached is None or cached[0] != key:
             cached = (key, _FoldedEncoder(self.unet))

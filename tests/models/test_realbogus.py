@@ -128,6 +128,19 @@ def test_folded_scoring_path_equals_the_unfolded_one_and_follows_weight_changes(
     assert "_folded" not in pickle.loads(pickle.dumps(net)).__dict__
 
 
+def test_weights_moved_inside_inference_mode_still_score():
+    # net.to("cuda") inside torch.inference_mode() makes the weights inference tensors, which have no version
+    # counter: the folded-encoder cache read it and the first forward raised (found on a GPU); a dtype round
+    # trip makes the same tensors on the CPU
+    net = _trained_like_net()
+    x = _stamps(n=6)
+    with torch.inference_mode():
+        before = net(x)
+        net.double().float()
+        assert next(net.parameters()).is_inference()
+        after = net(x)
+    np.testing.assert_allclose(after.numpy(), before.numpy(), rtol=0, atol=1e-6)
+
 def test_missing_empty_and_wrong_shaped_stamps():
     net = _trained_like_net()
     with torch.inference_mode():
