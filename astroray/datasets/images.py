@@ -105,6 +105,10 @@ class EpochConfig(AstrorayConfig):
         Fractional change of the sky across the CCD along x and y.
     mjd : float
         Mid-exposure MJD.
+    saturation : float or None
+        This epoch's saturation level, ADU, in place of the pair's: a
+        reference coadded from N exposures and summed saturates at about N
+        times one exposure's level (None: the pair's ``saturation``).
     """
 
     seeing: float = Field(1.0, gt=0.05, le=20.0)
@@ -116,6 +120,7 @@ class EpochConfig(AstrorayConfig):
     sky_brightness: float = Field(21.0, gt=10.0, lt=30.0)
     sky_gradient: tuple[float, float] = (0.02, -0.01)
     mjd: float = 60030.0
+    saturation: float | None = Field(None, gt=0.0)
 
     @field_validator("sky_gradient")
     @classmethod
@@ -224,6 +229,11 @@ class ImagePairConfig(AstrorayConfig):
     snr_range : (float, float)
         PSF-optimal S/N on the difference of injected real changes
         (log-uniform), so detection completeness can be measured across it.
+    variable_star_mag_range : (float, float)
+        Reference-epoch magnitudes of the variable stars (uniform).  Their
+        change's S/N is drawn from ``snr_range`` whatever their brightness, so
+        a bright star carries a small fractional change (common on the real
+        sky: most of ZTF's real alerts in a dense field are 14-15 mag stars).
     changes : ChangeConfig
         Numbers of changes per kind.
     artifact_mask_fraction : float
@@ -254,6 +264,7 @@ class ImagePairConfig(AstrorayConfig):
     galaxy_lf_slope: float = Field(0.35, ge=0.0, le=1.0)
     galaxy_reff_range: tuple[float, float] = (0.3, 2.0)
     snr_range: tuple[float, float] = (3.0, 100.0)
+    variable_star_mag_range: tuple[float, float] = (19.0, 22.5)
     changes: ChangeConfig = ChangeConfig()
     artifact_mask_fraction: float = Field(1.0, ge=0.0, le=1.0)
     reference_grid: ReferenceGridConfig | None = None
@@ -279,7 +290,8 @@ class ImagePairConfig(AstrorayConfig):
     def _band(cls, value):
         return normalize_band(value)
 
-    @field_validator("star_mag_range", "galaxy_mag_range", "galaxy_reff_range", "snr_range")
+    @field_validator("star_mag_range", "galaxy_mag_range", "galaxy_reff_range", "snr_range",
+                     "variable_star_mag_range")
     @classmethod
     def _ordered(cls, value):
         if not value[0] < value[1]:
@@ -407,6 +419,11 @@ class _Epoch:
                                   np.broadcast_to(np.asarray(dx, np.float64), width.shape).copy(),
                                   np.broadcast_to(np.asarray(dy, np.float64), width.shape).copy(),
                                   self.core(width))
+
+
+def _saturation(config: ImagePairConfig, epoch: EpochConfig) -> float:
+    """The epoch's saturation level, ADU: its own where set, else the pair's."""
+    return config.saturation if epoch.saturation is None else epoch.saturation
 
 
 def _make_epoch(cfg: EpochConfig, config: ImagePairConfig, offset) -> _Epoch:
@@ -755,7 +772,7 @@ class _PairSimulation:
         if n_var:
             vx, vy = self._uniform_inside(rng, n_var)
             delta = self._flux_for_snr(self._snr_draw(n_var), vx, vy) * rng.choice([-1.0, 1.0], n_var)
-            f_ref = self.ref.counts(rng.uniform(19.0, 22.5, n_var))
+            f_ref = self.ref.counts(rng.uniform(*self.config.variable_star_mag_range, n_var))
             # a fading star must keep positive flux in the science epoch
             f_ref = np.maximum(f_ref, np.where(delta < 0, 1.25 * np.abs(delta) / self.flux_scale, 0.0))
             real.append(_rows("variable_star", vx, vy, f_ref, self.flux_scale * f_ref + delta))
@@ -894,8 +911,9 @@ class _PairSimulation:
     def saturate(self):
         """Clip at saturation with bleed trails (flagged SAT); saturated static stars become bogus rows."""
         config, ref, sci, w, h = self.config, self.ref, self.sci, self.w, self.h
-        sat = np.float32(config.saturation)
-        for image, mask in ((self.img_ref, self.mask_ref), (self.img_sci, self.mask_sci)):
+        ref_sat, sci_sat = _saturation(config, config.reference), _saturation(config, config.science)
+        for image, mask, sat in ((self.img_ref, self.mask_ref, ref_sat), (self.img_sci, self.mask_sci, sci_sat)):
+            sat = np.float32(sat)
             columns = np.nonzero((image >= sat).any(axis=0))[0].astype(np.int64)
             if len(columns):
                 _render.saturate_and_bleed(image, mask, columns, sat, np.uint32(MaskBits.SAT))
@@ -903,7 +921,7 @@ class _PairSimulation:
         star_x, star_y, star_mag = self.star_x, self.star_y, self.star_mag
         ref_peak = ref.counts(star_mag) * _render.psf_norm(ref.kind, ref.width_px, ref.cfg.moffat_beta)
         sci_peak = sci.counts(star_mag) * _render.psf_norm(sci.kind, sci.width_px, sci.cfg.moffat_beta)
-        saturated = (ref_peak + ref.sky_level >= config.saturation) | (sci_peak + sci.sky_level >= config.saturation)
+        saturated = (ref_peak + ref.sky_level >= ref_sat) | (sci_peak + sci.sky_level >= sci_sat)
         saturated &= (star_x >= 0) & (star_x <= w - 1) & (star_y >= 0) & (star_y <= h - 1)
         if saturated.any():
             f_ref = ref.counts(star_mag[saturated])
@@ -962,7 +980,7 @@ class _PairSimulation:
                 _render.add_line(image, mask, np.uint32(MaskBits.CR if masked[k] else 0), gx[k] - half * math.cos(a),
                                  gy[k] - half * math.sin(a), gx[k] + half * math.cos(a), gy[k] + half * math.sin(a),
                                  float(flux[k]))
-        sat = np.float32(config.saturation)
+        sat = np.float32(_saturation(config, config.reference))
         columns = np.nonzero((image >= sat).any(axis=0))[0].astype(np.int64)
         if len(columns):
             _render.saturate_and_bleed(image, mask, columns, sat, np.uint32(MaskBits.SAT))
@@ -979,7 +997,7 @@ class _PairSimulation:
         return {
             "exposure_id": f"{self.pair_id}-{name[:3]}", "survey": "sim", "visit": int(visit), "ccd": 0,
             "band": config.band, "mjd": float(epoch.cfg.mjd), "exptime": float(epoch.cfg.exptime),
-            "gain": float(config.gain), "saturation": float(config.saturation),
+            "gain": float(config.gain), "saturation": float(_saturation(config, epoch.cfg)),
             "zero_point": float(epoch.cfg.zero_point), "read_noise": float(config.read_noise),
             "background_subtracted": False, "sky_level": float(epoch.sky_level),
             "sky_gradient_x": float(epoch.cfg.sky_gradient[0]), "sky_gradient_y": float(epoch.cfg.sky_gradient[1]),

@@ -222,6 +222,38 @@ def test_saturated_stars_bleed_and_are_flagged():
     assert np.ptp(ys) > np.ptp(xs) or len(set(xs)) < len(set(ys))
 
 
+def test_a_coadded_reference_saturates_at_its_own_level():
+    # the science epoch saturates at the pair's level; the reference (say 20 exposures summed) at its own, so
+    # the same bright stars are whole there and no saturated-residual row claims them on its account alone
+    stars = dict(shape=(256, 256), star_density=3.0, star_mag_range=(12.0, 13.0), galaxy_density=0,
+                 changes=NO_CHANGES)
+    cfg = ImagePairConfig(**stars, reference={"saturation": 1e9})
+    pair = simulate_pair(cfg, seed=0, index=0)
+    assert ((pair.science.mask & MaskBits.SAT) > 0).any()
+    assert not ((pair.reference.mask & MaskBits.SAT) > 0).any()
+    assert float(pair.reference.image.max()) > cfg.saturation
+    assert pair.reference.meta["saturation"] == 1e9 and pair.science.meta["saturation"] == cfg.saturation
+    # without the override both epochs clip at the pair's level, as before
+    plain = simulate_pair(ImagePairConfig(**stars), seed=0, index=0)
+    assert ((plain.reference.mask & MaskBits.SAT) > 0).any()
+    assert float(plain.reference.image.max()) <= plain.reference.meta["saturation"] == 60000.0
+
+
+def test_variable_star_brightness_range():
+    changes = {**NO_CHANGES, "variable_star": 200.0}
+    for mags in ((19.0, 22.5), (14.0, 15.0)):
+        cfg = ImagePairConfig(shape=(256, 256), star_density=0, galaxy_density=0, changes=changes,
+                              variable_star_mag_range=mags)
+        pair = simulate_pair(cfg, seed=4, index=0)
+        var = pair.truth[pair.truth["kind"] == "variable_star"]
+        assert len(var) >= 5
+        # reference counts = exptime * 10^(-0.4 (m - zero point)); fading stars may be brightened to stay positive
+        ref = cfg.reference
+        mag = ref.zero_point - 2.5 * np.log10(var["flux_reference"].to_numpy() / ref.exptime)
+        assert mag.max() <= mags[1] + 1e-6 and np.median(mag) >= mags[0] - 1e-6
+    with pytest.raises(ValueError, match="low < high"):
+        ImagePairConfig(variable_star_mag_range=(22.0, 14.0))
+
 def test_artifact_mask_switch():
     changes = {**NO_CHANGES, "cosmic_ray": 30.0, "hot_pixel": 30.0, "bad_column": 3.0}
     masked = simulate_pair(ImagePairConfig(shape=(256, 256), changes=changes), seed=3, index=0)
