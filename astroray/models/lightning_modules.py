@@ -52,6 +52,36 @@ def _adamw_cosine(self):
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
+def blank_rectangles(stamps, mask, fraction: float, *, centre: int = 9, generator=None):
+    """A copy of ``stamps`` (B, C, H, W) where ``fraction`` of them (at random) have a rectangle set to NaN in
+    every channel, sides from 6 px to half the stamp, anywhere but a ``centre`` x ``centre`` box around the
+    candidate; ``mask`` (B, H, W) gets ``-100`` (ignored by the per-pixel loss) there.  Returns (stamps, mask)."""
+    n, _, h, w = stamps.shape
+    chosen = torch.nonzero(torch.rand(n, generator=generator) < fraction).flatten()
+    if not len(chosen):
+        return stamps, mask
+    k = len(chosen)
+
+    def draw(lo, hi):
+        return torch.randint(lo, hi + 1, (k,), generator=generator)
+
+    sh, sw = draw(6, h // 2), draw(6, w // 2)
+    y0 = (torch.rand(k, generator=generator) * (h - sh + 1)).long()
+    x0 = (torch.rand(k, generator=generator) * (w - sw + 1)).long()
+    rows, cols = torch.arange(h)[None, :, None], torch.arange(w)[None, None, :]
+    inside = ((rows >= y0[:, None, None]) & (rows < (y0 + sh)[:, None, None])
+              & (cols >= x0[:, None, None]) & (cols < (x0 + sw)[:, None, None]))
+    cy, cx, half = h // 2, w // 2, centre // 2
+    inside[:, cy - half:cy + half + 1, cx - half:cx + half + 1] = False
+    inside = inside.to(stamps.device)
+    stamps = stamps.clone()
+    stamps[chosen] = stamps[chosen].masked_fill(inside[:, None], float("nan"))
+    if mask is not None:
+        mask = mask.clone()
+        mask[chosen] = mask[chosen].masked_fill(inside, -100)
+    return stamps, mask
+
+
 class RealBogusModule(pl.LightningModule):
     """Training of :class:`RealBogusNet`: candidate BCE plus per-pixel cross-entropy, with augmentation.
 
@@ -79,6 +109,8 @@ class RealBogusModule(pl.LightningModule):
         k = int(torch.randint(0, 4, ()))
         if k:
             x, mask = x.rot90(k, (-2, -1)), (mask.rot90(k, (-2, -1)) if mask is not None else None)
+        if self.config.blank_fraction > 0:
+            x, mask = blank_rectangles(x, mask, self.config.blank_fraction)
         return x, mask
 
     def _step(self, batch, train: bool):

@@ -92,6 +92,10 @@ class RealBogusConfig(AstrorayConfig):
         Random flips, 90-degree rotations and noise while training.
     noise_sigma : float
         Gaussian noise added to the normalised stamps while training (their noise is ~1).
+    blank_fraction : float
+        Fraction of training stamps given a blank (NaN) rectangle off the centre, in every channel, as
+        masked bright stars and CCD edges leave in real cutouts (ZTF's often): in simulated pairs masked
+        pixels come with artifacts, and a model trained on them alone took any blank patch for one.
     valid_channel : bool
         Add a channel that is 1 where the pixel was finite.
     stem_stride : int
@@ -108,6 +112,7 @@ class RealBogusConfig(AstrorayConfig):
     seg_weight: float = Field(default=0.5, ge=0)
     augment: bool = True
     noise_sigma: float = Field(default=0.1, ge=0)
+    blank_fraction: float = Field(default=0.0, ge=0, le=1)
     valid_channel: bool = True
     stem_stride: int = Field(default=2, ge=1, le=2)
 

@@ -157,3 +157,40 @@ def test_missing_empty_and_wrong_shaped_stamps():
     with pytest.raises(ValueError, match="batch, channels"):
         normalize_stamps(torch.zeros(3, 63, 63))
     assert normalize_stamps(torch.zeros(0, 3, 63, 63)).shape == (0, 4, 63, 63)
+
+
+def test_blank_rectangles_leave_the_candidate_and_mark_the_mask():
+    from astroray.models.lightning_modules import blank_rectangles
+
+    x = _stamps(n=32)
+    x[~torch.isfinite(x)] = 0.0  # start from finite stamps, so every NaN below is a blank
+    mask = torch.ones((32, 63, 63), dtype=torch.int64)
+    g = torch.Generator().manual_seed(0)
+    out, out_mask = blank_rectangles(x, mask, 1.0, generator=g)
+    blank = torch.isnan(out)
+    assert torch.equal(blank, blank[:, :1].expand_as(blank))  # the same pixels in every channel
+    per_stamp = blank[:, 0].flatten(1).sum(1)
+    assert (per_stamp > 0).all() and (per_stamp <= 32 * 32).all()
+    assert not blank[:, :, 27:36, 27:36].any()  # the 9x9 box around the candidate stays
+    assert torch.equal(out_mask == -100, blank[:, 0])
+    assert torch.equal(out[~blank], x[~blank]) and torch.isfinite(x).all() and (mask == 1).all()  # copies
+    # fraction 0: nothing changes; a fraction blanks about that share
+    same, _ = blank_rectangles(x, None, 0.0)
+    assert torch.equal(same, x)
+    some, _ = blank_rectangles(_stamps(n=400, size=31).nan_to_num(), None, 0.25, generator=g)
+    share = torch.isnan(some[:, 0]).flatten(1).any(1).float().mean()
+    assert 0.17 < float(share) < 0.33
+
+
+def test_training_step_with_blanks_gives_a_finite_loss():
+    from astroray.models.lightning_modules import RealBogusModule
+
+    torch.manual_seed(0)
+    module = RealBogusModule({"blank_fraction": 1.0})
+    x = _stamps(n=8)
+    batch = {"stamps": x, "label": torch.tensor([0.0, 1.0] * 4),
+             "mask": torch.zeros((8, 63, 63), dtype=torch.int64)}
+    loss, logit = module._step(batch, train=True)
+    assert torch.isfinite(loss) and logit.shape == (8,)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)
