@@ -234,6 +234,17 @@ class ImagePairConfig(AstrorayConfig):
         change's S/N is drawn from ``snr_range`` whatever their brightness, so
         a bright star carries a small fractional change (common on the real
         sky: most of ZTF's real alerts in a dense field are 14-15 mag stars).
+    variable_star_min_amplitude : float
+        Smallest fractional change ``|delta| / F`` of a variable star (its
+        science counts against the reference's, scaled): a change drawn from
+        ``snr_range`` below it is raised to it.  The variables surveys alert
+        on change by several per cent; a smaller change on a bright star looks
+        like a calibration residual (0: changes by S/N alone).
+    static_flux_scatter : float
+        Fractional rms by which each static star's science flux departs from
+        its reference flux times the flux scale (colour terms, non-linearity,
+        flat-field error): residuals on bright stars that are no real change,
+        so a candidate there is bogus (unmatched in the truth).  0: none.
     changes : ChangeConfig
         Numbers of changes per kind.
     artifact_mask_fraction : float
@@ -265,6 +276,8 @@ class ImagePairConfig(AstrorayConfig):
     galaxy_reff_range: tuple[float, float] = (0.3, 2.0)
     snr_range: tuple[float, float] = (3.0, 100.0)
     variable_star_mag_range: tuple[float, float] = (19.0, 22.5)
+    variable_star_min_amplitude: float = Field(0.0, ge=0.0, le=0.8)
+    static_flux_scatter: float = Field(0.0, ge=0.0, le=0.5)
     changes: ChangeConfig = ChangeConfig()
     artifact_mask_fraction: float = Field(1.0, ge=0.0, le=1.0)
     reference_grid: ReferenceGridConfig | None = None
@@ -718,7 +731,13 @@ class _PairSimulation:
         for epoch in (ref, sci):
             model = _sky(epoch, self.config.shape)
             sx, sy = self.star_x + epoch.offset[0], self.star_y + epoch.offset[1]
-            _paint_points(model, epoch, sx, sy, epoch.counts(self.star_mag), self.thresholds[id(epoch)])
+            counts = epoch.counts(self.star_mag)
+            if epoch is sci and self.config.static_flux_scatter > 0:
+                # its own random stream (the ninth), so pairs without scatter draw exactly as before
+                rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.index, 8)))
+                counts = counts * np.maximum(1.0 + self.config.static_flux_scatter
+                                             * rng.standard_normal(len(counts)), 0.0)
+            _paint_points(model, epoch, sx, sy, counts, self.thresholds[id(epoch)])
             models.append(model)
         _paint_galaxies(models, (ref, sci), self.gal, self.config.shape)
         self.dxs = self.dip_shift * np.cos(self.dip_angle)
@@ -775,6 +794,9 @@ class _PairSimulation:
             f_ref = self.ref.counts(rng.uniform(*self.config.variable_star_mag_range, n_var))
             # a fading star must keep positive flux in the science epoch
             f_ref = np.maximum(f_ref, np.where(delta < 0, 1.25 * np.abs(delta) / self.flux_scale, 0.0))
+            # (the floor is at most 0.8 of the scaled flux, so a fading star stays positive)
+            floor = self.config.variable_star_min_amplitude * self.flux_scale * f_ref
+            delta = np.sign(delta) * np.maximum(np.abs(delta), floor)
             real.append(_rows("variable_star", vx, vy, f_ref, self.flux_scale * f_ref + delta))
         n_mov = self._n_of(cnt.moving_object)
         if n_mov:

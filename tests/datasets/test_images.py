@@ -329,3 +329,40 @@ def test_partial_epoch_config_keeps_that_epochs_defaults():
     cfg = ImagePairConfig(reference={"seeing": 0.7})
     assert cfg.reference.seeing == 0.7 and cfg.reference.exptime == ImagePairConfig().reference.exptime
     assert cfg.science == ImagePairConfig().science
+
+
+def test_variable_star_min_amplitude_floors_the_fractional_change():
+    changes = {**NO_CHANGES, "variable_star": 300.0}
+    cfg = ImagePairConfig(shape=(256, 256), star_density=0, galaxy_density=0, changes=changes,
+                          variable_star_mag_range=(14.0, 16.0), variable_star_min_amplitude=0.1)
+    var = simulate_pair(cfg, seed=2, index=0).truth.query("kind == 'variable_star'")
+    scaled_ref = var["flux_scale"] * var["flux_reference"]
+    frac = (var["delta_flux"].abs() / scaled_ref).to_numpy()
+    assert len(var) >= 10 and frac.min() >= 0.1 - 1e-9
+    assert (var["flux_science"] > 0).all()
+    # without the floor, bright stars' S/N-drawn changes are mostly far below 10%
+    plain = simulate_pair(cfg.model_copy(update={"variable_star_min_amplitude": 0.0}), seed=2, index=0)
+    pv = plain.truth.query("kind == 'variable_star'")
+    assert np.median(pv["delta_flux"].abs() / (pv["flux_scale"] * pv["flux_reference"])) < 0.05
+
+
+def test_static_flux_scatter_moves_static_stars_only_in_the_science_epoch():
+    base = dict(shape=(512, 512), star_density=40.0, star_mag_range=(18.5, 19.5), galaxy_density=0,
+                changes=NO_CHANGES, misregistration=0.0)
+    pairs = {s: simulate_pair(ImagePairConfig(**base, static_flux_scatter=s), seed=6, index=0) for s in (0.0, 0.05)}
+    # the reference and every other random draw stay as they were
+    assert np.array_equal(pairs[0.0].reference.image, pairs[0.05].reference.image)
+    assert not np.array_equal(pairs[0.0].science.image, pairs[0.05].science.image)
+    ref = pairs[0.0].reference
+    srcs = sep.extract(ref.image - np.median(ref.image), 2000.0)  # bright stars only
+    keep = (srcs["x"] > 20) & (srcs["x"] < 492) & (srcs["y"] > 20) & (srcs["y"] < 492)
+    x, y = srcs["x"][keep], srcs["y"][keep]
+    assert len(x) >= 50
+    spread = {}
+    for s, pair in pairs.items():
+        f_ref, _ = _aperture_flux(pair.reference, x, y, 2.0 * pair.reference.meta["fwhm_px"])
+        f_sci, _ = _aperture_flux(pair.science, x, y, 2.0 * pair.science.meta["fwhm_px"])
+        r = f_sci / (pair.meta["flux_scale"] * f_ref)
+        spread[s] = float(1.4826 * np.median(np.abs(r - np.median(r))))  # robust: blends stay out
+    # photometric noise and blends give ~1.5%; 5% scatter added in quadrature gives ~5-7%
+    assert spread[0.0] < 0.025 and 0.04 < spread[0.05] < 0.09
