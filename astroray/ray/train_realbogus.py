@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,9 @@ __all__ = ["TrainRealBogusConfig", "train_realbogus", "evaluate_and_register", "
 class TrainRealBogusConfig(AstrorayConfig):
     """Config of ``jobs/train_realbogus.py`` (``configs/train_realbogus.yaml``)."""
 
-    data: str | None = None
-    """Stamp folder (``split=train|val|test``); default ``$ASTRORAY_HOME/stamps``, made with ``stamps`` if missing."""
+    data: str | list[str] | None = None
+    """Stamp folder (``split=train|val|test``); default ``$ASTRORAY_HOME/stamps``, made with ``stamps`` if missing.
+    A list of folders pools their stamps split by split (e.g. Rubin-like and ZTF-like sets); each must exist."""
     stamps: StampJobConfig = Field(default_factory=StampJobConfig)
     model: RealBogusConfig = Field(default_factory=RealBogusConfig)
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(monitor="val_auc", monitor_mode="max"))
@@ -56,9 +58,10 @@ class TrainRealBogusConfig(AstrorayConfig):
     gallery_size: int = Field(default=16, ge=0)
 
 
-def stamp_files(folder: str | Path, split: str) -> list[Path]:
-    files = sorted(Path(folder).glob(f"split={split}/*.parquet"))
-    return files
+def stamp_files(folder: str | Path | Sequence[str | Path], split: str) -> list[Path]:
+    """The Parquet files of one split under a stamp folder, or under each of several folders (pooled)."""
+    folders = [folder] if isinstance(folder, (str, Path)) else list(folder)
+    return [p for f in folders for p in sorted(Path(f).glob(f"split={split}/*.parquet"))]
 
 
 def _read_split(files, columns):
@@ -121,20 +124,27 @@ def _features_of(files):
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def _ensure_stamps(cfg: TrainRealBogusConfig, progress: bool) -> Path:
+def _ensure_stamps(cfg: TrainRealBogusConfig, progress: bool) -> Path | list[Path]:
     from astroray.errors import InvalidInputError
     from astroray.ray.stamps import make_stamps
 
-    data = Path(cfg.data) if cfg.data else astroray_home() / "stamps"
-    if not stamp_files(data, "train"):
-        make_stamps(cfg.stamps, data, progress=progress)
-    for split in ("train", "val", "test"):
-        if not stamp_files(data, split):
-            raise InvalidInputError(f"no {split} stamps under {data} (make more pairs: the splits are by pair)")
+    if isinstance(cfg.data, list):  # several sets pooled: each must have been made, with every split
+        data = [Path(d) for d in cfg.data]
+        for folder in data:
+            if not stamp_files(folder, "train"):
+                raise InvalidInputError(f"no train stamps under {folder} (make them with jobs/make_stamps.py)")
+    else:
+        data = Path(cfg.data) if cfg.data else astroray_home() / "stamps"
+        if not stamp_files(data, "train"):
+            make_stamps(cfg.stamps, data, progress=progress)
+    for folder in data if isinstance(data, list) else [data]:
+        for split in ("train", "val", "test"):
+            if not stamp_files(folder, split):
+                raise InvalidInputError(f"no {split} stamps under {folder} (make more pairs: the splits are by pair)")
     return data
 
 
-def training_datasets(data: Path) -> dict:
+def training_datasets(data: Path | Sequence[Path]) -> dict:
     """The train and val stamp splits as Ray Datasets."""
     from astroray.ray.runtime import ensure_ray
 
@@ -153,7 +163,8 @@ def train_realbogus(cfg: TrainRealBogusConfig, *, progress: bool = True) -> dict
     mlflow = setup_mlflow(cfg.experiment, uri=cfg.tracking_uri)
     with mlflow.start_run(run_name=cfg.run_name or "train_realbogus") as run:
         mlflow.log_params(flatten_params(cfg.model_dump(mode="json", exclude={"stamps"})))
-        mlflow.set_tags({"astroray.model": "realbogus", "astroray.data": str(data)})
+        mlflow.set_tags({"astroray.model": "realbogus",
+                         "astroray.data": ", ".join(map(str, data)) if isinstance(data, list) else str(data)})
         result = fit("realbogus", cfg.model.model_dump(mode="json"), datasets, cfg.train,
                      name=f"realbogus-{run.info.run_id[:8]}", mlflow_run_id=run.info.run_id,
                      tracking_uri=cfg.tracking_uri)
@@ -163,7 +174,8 @@ def train_realbogus(cfg: TrainRealBogusConfig, *, progress: bool = True) -> dict
     return summary
 
 
-def evaluate_and_register(cfg: TrainRealBogusConfig, checkpoint_path: str, data: Path, mlflow, run_id: str) -> dict:
+def evaluate_and_register(cfg: TrainRealBogusConfig, checkpoint_path: str, data: Path | Sequence[Path], mlflow,
+                          run_id: str) -> dict:
     """Score val and test with the checkpoint's model, fit and score the classical detectors, log metrics,
     PNGs and the model to the active MLflow run, and register it (``cfg.register_model``)."""
     from astroray.eval import binary_report, operating_point, operating_point_at_fpr, recall_by_subtype, roc_auc
