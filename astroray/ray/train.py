@@ -16,6 +16,7 @@ adds Tune's report callback.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +83,18 @@ class FitResult:
     metrics: dict
     """The last reported metrics."""
     history: list[dict] = field(default_factory=list)
-    """Every reported epoch's metrics, in order (a restarted epoch appears again)."""
+    """The metrics of the checkpoints kept (``TrainConfig.checkpoints_to_keep``), in order: Ray Train keeps no
+    others, so this is not every epoch (see :attr:`epochs`)."""
     path: str = ""
     """The run's folder in the storage path."""
     best_metrics: dict = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs run: the last reported ``epoch`` + 1 (``len(history)`` counts only the checkpoints kept)."""
+        seen = [row.get("epoch") for row in self.history] + [self.metrics.get("epoch")]
+        seen = [int(e) for e in seen if isinstance(e, (int, float)) and math.isfinite(e)]
+        return max(seen) + 1 if seen else len(self.history)
 
 
 def train_loop_per_worker(config: dict) -> None:

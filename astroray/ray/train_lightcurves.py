@@ -264,7 +264,7 @@ def train_lightcurves(cfg: TrainLightCurvesConfig, *, progress: bool = True) -> 
         result = fit(MODEL_KIND, model, datasets, cfg.train, name=f"lc-transformer-{run.info.run_id[:8]}",
                      mlflow_run_id=run.info.run_id, tracking_uri=cfg.tracking_uri)
         summary = evaluate_and_register(cfg, result.checkpoint_path, data, info, mlflow, run.info.run_id)
-        summary.update(epochs=len(result.history), train_seconds=time.perf_counter() - t0)
+        summary.update(epochs=result.epochs, train_seconds=time.perf_counter() - t0)
         mlflow.log_metric("train_seconds", summary["train_seconds"])
     return summary
 

@@ -169,7 +169,7 @@ def train_realbogus(cfg: TrainRealBogusConfig, *, progress: bool = True) -> dict
                      name=f"realbogus-{run.info.run_id[:8]}", mlflow_run_id=run.info.run_id,
                      tracking_uri=cfg.tracking_uri)
         summary = evaluate_and_register(cfg, result.checkpoint_path, data, mlflow, run.info.run_id)
-        summary.update(epochs=len(result.history), train_seconds=time.perf_counter() - t0)
+        summary.update(epochs=result.epochs, train_seconds=time.perf_counter() - t0)
         mlflow.log_metric("train_seconds", summary["train_seconds"])
     return summary
 

@@ -1,4 +1,5 @@
-"""Real/bogus training data from several stamp folders pooled (Rubin-like and ZTF-like sets side by side)."""
+"""Real/bogus training data from several stamp folders pooled (Rubin-like and ZTF-like sets side by side), and what
+a fit reports of its epochs."""
 from __future__ import annotations
 
 import pytest
@@ -33,3 +34,14 @@ def test_a_list_of_folders_is_used_as_is_and_each_must_hold_stamps(tmp_path):
     _folder(tmp_path, "no-test", splits=("train", "val"))
     with pytest.raises(InvalidInputError, match="no test stamps"):
         _ensure_stamps(TrainRealBogusConfig(data=[str(rubin), str(tmp_path / "no-test")]), progress=False)
+
+
+def test_fit_result_counts_epochs_run_not_checkpoints_kept():
+    from astroray.ray.train import FitResult
+
+    # 4 epochs run, 2 checkpoints kept: Ray Train's history holds only the kept ones
+    kept = FitResult(checkpoint_path="x", metrics={"epoch": 3, "val_auc": 0.99},
+                     history=[{"epoch": 2, "val_auc": 0.98}, {"epoch": 3, "val_auc": 0.99}])
+    assert kept.epochs == 4 and len(kept.history) == 2
+    assert FitResult(checkpoint_path="x", metrics={}, history=[{}, {}]).epochs == 2  # no epoch reported
+    assert FitResult(checkpoint_path="x", metrics={"epoch": float("nan")}).epochs == 0
