@@ -128,11 +128,8 @@ def _ensure_stamps(cfg: TrainRealBogusConfig, progress: bool) -> Path | list[Pat
     from astroray.errors import InvalidInputError
     from astroray.ray.stamps import make_stamps
 
-    if isinstance(cfg.data, list):  # several sets pooled: each must have been made, with every split
+    if isinstance(cfg.data, list):  # several sets pooled: each must have been made (never made here), every split
         data = [Path(d) for d in cfg.data]
-        for folder in data:
-            if not stamp_files(folder, "train"):
-                raise InvalidInputError(f"no train stamps under {folder} (make them with jobs/make_stamps.py)")
     else:
         data = Path(cfg.data) if cfg.data else astroray_home() / "stamps"
         if not stamp_files(data, "train"):
@@ -140,7 +137,9 @@ def _ensure_stamps(cfg: TrainRealBogusConfig, progress: bool) -> Path | list[Pat
     for folder in data if isinstance(data, list) else [data]:
         for split in ("train", "val", "test"):
             if not stamp_files(folder, split):
-                raise InvalidInputError(f"no {split} stamps under {folder} (make more pairs: the splits are by pair)")
+                hint = ("make them with jobs/make_stamps.py" if split == "train"
+                        else "make more pairs: the splits are by pair")
+                raise InvalidInputError(f"no {split} stamps under {folder} ({hint})")
     return data
 
 
