@@ -7,6 +7,8 @@ import pytest
 from astroray.errors import InvalidInputError, NotFittedError
 from astroray.eval import roc_auc
 from astroray.models.anomaly import (
+    DEFAULT_DETECTORS,
+    DETECTORS,
     AnomalyConfig,
     AnomalyDetector,
     follow_up_list,
@@ -30,10 +32,12 @@ def blobs(seed=0, n=150, n_features=20, dim=4):
 
 def test_foreign_objects_rank_first_in_every_detector():
     x, e, labels, fx, fe = blobs()
-    det = AnomalyDetector(AnomalyConfig(n_neighbors=5, n_estimators=50)).fit(x, embeddings=e, labels=labels)
+    det = AnomalyDetector(AnomalyConfig(n_neighbors=5, n_estimators=50, detectors=DETECTORS)).fit(
+        x, embeddings=e, labels=labels)
     res = det.run(np.vstack([x[:60], fx]), embeddings=np.vstack([e[:60], fe]))
     is_foreign = np.r_[np.zeros(60, bool), np.ones(20, bool)]
-    for name in ("prototype", "knn", "iforest", "lof"):
+    assert set(res.scores) == set(DETECTORS)
+    for name in DETECTORS:
         assert roc_auc(is_foreign, res.scores[name]) > 0.95, name
     assert roc_auc(is_foreign, res.combined) > 0.95
     assert np.all((res.combined >= 0) & (res.combined <= 1))
@@ -44,13 +48,35 @@ def test_foreign_objects_rank_first_in_every_detector():
 def test_new_objects_like_the_reference_get_middling_percentiles():
     x, e, labels, _, _ = blobs(seed=2, n=600)
     first, second = np.arange(0, 600, 2), np.arange(1, 600, 2)  # two draws of the same clusters
-    det = AnomalyDetector(AnomalyConfig(n_neighbors=5, n_estimators=50, detectors=("knn", "prototype", "lof",
-                                                                                    "iforest"))).fit(
+    det = AnomalyDetector(AnomalyConfig(n_neighbors=5, n_estimators=50, detectors=DETECTORS)).fit(
         x[first], embeddings=e[first], labels=labels[first])
     res = det.run(x[second], embeddings=e[second])
     # the reference's scores leave each object out, so objects like it spread over [0, 1]
-    for name in ("knn", "prototype", "lof", "iforest"):
+    for name in DETECTORS:
         assert 0.35 < np.mean(res.percentiles[name]) < 0.65, name
+
+
+def test_feature_knn_is_the_mean_distance_to_the_nearest_reference_objects_in_principal_components():
+    """Checked against a brute-force computation: PCA by SVD of the standardised reference, all distances."""
+    x, _, _, fx, _ = blobs(seed=5, n=90)
+    cfg = AnomalyConfig(detectors=("feature_knn",), n_neighbors=4, lof_components=3)
+    assert AnomalyConfig().detectors == DEFAULT_DETECTORS and "lof" not in DEFAULT_DETECTORS
+    det = AnomalyDetector(cfg).fit(x)
+    query = np.vstack([x[:5] + 0.3, fx[:5]])
+    got = det.run(query).scores["feature_knn"]
+
+    z_ref, z_query = det._standardize(x), det._standardize(query)
+    mean = z_ref.mean(axis=0)
+    basis = np.linalg.svd(z_ref - mean, full_matrices=False)[2][:3]  # principal axes (sign-free for distances)
+    p_ref, p_query = (z_ref - mean) @ basis.T, (z_query - mean) @ basis.T
+    d = np.linalg.norm(p_query[:, None] - p_ref[None], axis=-1)
+    np.testing.assert_allclose(got, np.sort(d, axis=1)[:, :4].mean(axis=1), rtol=1e-9)
+    # the reference's own scores leave the object itself out
+    d_ref = np.linalg.norm(p_ref[:, None] - p_ref[None], axis=-1)
+    np.fill_diagonal(d_ref, np.inf)
+    np.testing.assert_allclose(det._reference["feature_knn"], np.sort(np.sort(d_ref, axis=1)[:, :4].mean(axis=1)),
+                               rtol=1e-9)
+    assert got[5:].min() > got[:5].max()  # the foreign cluster is farther than shifted reference objects
 
 
 def test_missing_inputs_and_nan_rows():
