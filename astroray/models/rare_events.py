@@ -115,7 +115,7 @@ class RareEventTrainConfig(AstrorayConfig):
     open_set_quantile : float
         ``none_of_these`` above this quantile of the held-back objects' open-set scores.
     anomaly : AnomalyConfig
-        Detectors of the anomaly score (fewer trees and LOF components than the
+        Detectors of the anomaly score (fewer trees and feature components than the
         defaults: scoring speed).
     seed : int
     """
