@@ -18,9 +18,10 @@ object is, higher = stranger:
   ``n_neighbors`` nearest reference objects;
 * ``lof`` -- the Local Outlier Factor (Breunig et al. 2000, novelty mode) on
   the same components: how much sparser an object's neighbourhood is than its
-  neighbours' own.  Not in the default set: a class nobody labelled forms
-  its own dense group away from the reference, whose density ratio LOF does
-  not see; on the simulator's classes with one held out (SLSN, TDE, KN:
+  neighbours' own.  Not in the default set: it scored unseen classes near
+  chance (likely because such a class forms a group of its own, not a sparse
+  spot in the reference's density); on the simulator's classes with one held
+  out (SLSN, TDE, KN:
   ``benchmarks/bench_fewshot.py --tasks simulated``) LOF's ROC AUC was 0.52,
   0.74 and 0.45, the k-NN score's on the same components 0.85, 0.92 and 0.66,
   and the combination with it in LOF's place 0.965, 0.963 and 0.892 (with LOF
@@ -60,8 +61,8 @@ from pydantic import Field, field_validator
 from astroray.config import AstrorayConfig
 from astroray.errors import InvalidInputError, NotFittedError
 
-__all__ = ["DEFAULT_DETECTORS", "DETECTORS", "AnomalyConfig", "AnomalyDetector", "AnomalyResult", "IsolationPaths", "average_path_length",
-           "follow_up_list", "plot_top_anomalies"]
+__all__ = ["DEFAULT_DETECTORS", "DETECTORS", "AnomalyConfig", "AnomalyDetector", "AnomalyResult", "IsolationPaths",
+           "average_path_length", "follow_up_list", "plot_top_anomalies"]
 
 DETECTORS = ("prototype", "knn", "iforest", "feature_knn", "lof")
 Detector = Literal["prototype", "knn", "iforest", "feature_knn", "lof"]
