@@ -31,12 +31,13 @@ trained on the other classes' training objects; prototypes are their
 training objects' means.  On the test objects: the open-set AUROC of the
 ProtoNet's "none of these" score (held-out class against the known ones);
 the anomaly score (prototype, k-NN, Isolation Forest and k-NN on the
-features combined by rank; :mod:`astroray.models.anomaly`) ROC AUC of the held-out class against the
-known ones; and, among known test objects, how well the predictive entropy
-and mutual information of the ensemble separate misclassified from correct
-objects (AUROC), with the ECE of the probabilities before and after
-temperature scaling on the validation objects.  Writes the ranked follow-up
-list (CSV) and a PNG of the top light curves.
+features combined by rank; :mod:`astroray.models.anomaly`) ROC AUC of the
+held-out class against the known ones; and, among known test objects, how
+well the predictive entropy and mutual information of the ensemble separate
+misclassified from correct objects (AUROC), with the ECE of the
+probabilities before and after temperature scaling on the validation
+objects.  Writes the ranked follow-up list (CSV) and a PNG of the top light
+curves.
 
 Every figure is in the JSON written to ``benchmarks/results/``.
 ``OMP_WAIT_POLICY=PASSIVE`` and one torch thread: on a shared, busy CPU
