@@ -51,6 +51,8 @@ __all__ = [
     "ELASTICC_CLASS_FOLDERS",
     "ELASTICC_HOST_COLUMNS",
     "RRLYRAE_CLASSES",
+    "RRLYRAE_CONTEXT",
+    "RRLYRAE_EXTRA",
     "RRLYRAE_PERIODOGRAM",
     "TASK_FRACTIONS",
     "LabelledLightCurves",
@@ -67,6 +69,11 @@ RRLYRAE_PERIODOGRAM = PeriodogramConfig(min_period=0.2, max_period=1.2, oversamp
                                         max_n_frequencies=1_000_000, n_harmonics=4)
 """The period search of :func:`rrlyrae_set`: RR Lyrae pulsate with 0.2-1.2 d periods; 4 harmonics pick the
 true peak over the daily aliases of a nightly cadence (see :mod:`astroray.lightcurves.features`)."""
+RRLYRAE_EXTRA = ("period", "period_power", "fourier_r21_g", "fourier_r21_r", "fourier_r31_g", "fourier_r31_r")
+"""The per-star numbers :func:`rrlyrae_set` finds from each light curve (``period`` and ``fourier`` groups, in
+magnitudes, with :data:`RRLYRAE_PERIODOGRAM`)."""
+RRLYRAE_CONTEXT = ("period_power", "fourier_r21_g", "fourier_r21_r")
+"""Of those, what the transformer's object token gets beside the period (its ``context_columns``)."""
 
 ELASTICC_CLASSES = ("SNIa", "SNII")
 ELASTICC_CLASS_FOLDERS = {"classId=111": "SNIa", "classId=113": "SNII"}
@@ -188,8 +195,10 @@ def rrlyrae_set(root: str | os.PathLike, *, fractions: Mapping[str, float] | Non
     Returns
     -------
     LabelledLightCurves
-        ``extra``: ``period`` (days), ``period_power`` (the harmonic fit's R^2);
-        ``reference``: ``catalogue_period``.  Bands ``ugriz``.
+        ``extra``: :data:`RRLYRAE_EXTRA` -- ``period`` (days), ``period_power`` (the harmonic fit's R^2) and the
+        g and r Fourier amplitude ratios at that period (``fourier_r21_g`` ...: the saw-tooth of ab stars against
+        the near-sine of c; :mod:`astroray.lightcurves.features`); ``reference``: ``catalogue_period``.
+        Bands ``ugriz``.
 
     Raises
     ------
@@ -214,14 +223,14 @@ def rrlyrae_set(root: str | os.PathLike, *, fractions: Mapping[str, float] | Non
         lc.label = str(catalogue.loc[lc.object_id, "Type"]).strip()
     preprocess = PreprocessConfig(bands="ugriz")
     data = ragged_from_lightcurves(lcs, preprocess)
-    features = FeatureExtractor(FeatureConfig(bands="ugriz", domain="mag", groups=("period",), period=period)
+    features = FeatureExtractor(FeatureConfig(bands="ugriz", domain="mag", groups=("period", "fourier"), period=period)
                                 ).run(data, n_threads=n_threads)
     ids = label_ids(list(data.labels), RRLYRAE_CLASSES)
     labels = np.asarray(data.labels, dtype=object)
     return LabelledLightCurves(
         name="rrlyrae", data=data, classes=RRLYRAE_CLASSES, label_ids=ids,
         split=_split(data.object_ids, labels, fractions, salt),
-        extra={"period": features.column("period"), "period_power": features.column("period_power")},
+        extra={name: features.column(name) for name in RRLYRAE_EXTRA},
         reference={"catalogue_period": catalogue.loc[data.object_ids.astype(str), "Per"].to_numpy(np.float64)},
         survey="sdss")
 

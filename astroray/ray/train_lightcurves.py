@@ -160,12 +160,13 @@ def _context_features(cfg: LightCurveDataConfig) -> dict:
     if cfg.source != "rrlyrae":
         return {}
     from astroray.lightcurves import FeatureConfig
-    from astroray.lightcurves.tasks import RRLYRAE_PERIODOGRAM
+    from astroray.lightcurves.tasks import RRLYRAE_EXTRA, RRLYRAE_PERIODOGRAM
 
-    # what rrlyrae_set computes: the multi-band periodogram on magnitudes with harmonic re-scoring
-    recipe = FeatureConfig(bands="ugriz", domain="mag", groups=("period",), period=RRLYRAE_PERIODOGRAM)
+    # what rrlyrae_set computes: the multi-band periodogram on magnitudes with harmonic re-scoring, and the
+    # Fourier decomposition at the period found
+    recipe = FeatureConfig(bands="ugriz", domain="mag", groups=("period", "fourier"), period=RRLYRAE_PERIODOGRAM)
     spec = recipe.model_dump(mode="json")
-    return {"period": {"feature": "period", "config": spec}, "period_power": {"feature": "period_power", "config": spec}}
+    return {name: {"feature": name, "config": spec} for name in RRLYRAE_EXTRA}
 
 
 def prepare_lightcurve_data(cfg: LightCurveDataConfig, folder: str | Path) -> dict:
@@ -226,12 +227,14 @@ def _read_split(data: Path, split: str):
 
 def model_config(cfg: TrainLightCurvesConfig, data: Path, info: dict) -> dict:
     """The model options of ``cfg`` completed from the data: classes, class weights, the set's inputs."""
+    from astroray.lightcurves.tasks import RRLYRAE_CONTEXT
     from astroray.models.lc_transformer import LightCurveModelConfig, balanced_class_weights
 
     options = dict(cfg.model)
     options.setdefault("classes", list(info["classes"]))
     if info.get("source") == "rrlyrae":  # periodic stars: fold on the period found from the light curve
         options.setdefault("period_column", "period")
+        options.setdefault("context_columns", list(RRLYRAE_CONTEXT))
         options.setdefault("truncate", False)
         options.setdefault("bands", list(info["bands"]))
     if cfg.balance_classes and not options.get("class_weights"):

@@ -40,14 +40,18 @@ def test_rrlyrae_periods_come_from_the_light_curves(small_rrlyrae):
     truth = catalogue.loc[data.object_ids.astype(str)]
     np.testing.assert_array_equal(np.asarray(data.classes)[data.label_ids], truth.Type.to_numpy())
     # the catalogue period is kept apart for evaluation; the model's input is the period found
-    assert set(data.extra) == {"period", "period_power"} and set(data.reference) == {"catalogue_period"}
+    assert set(data.extra) == {"period", "period_power", "fourier_r21_g", "fourier_r21_r", "fourier_r31_g",
+                               "fourier_r31_r"} and set(data.reference) == {"catalogue_period"}
+    # the Fourier numbers are those of the fourier group at the period found (not the catalogue's)
+    ab = np.flatnonzero(np.asarray(data.classes)[data.label_ids] == "ab")
+    assert np.all((data.extra["fourier_r21_g"][ab] > 0) & (data.extra["fourier_r21_g"][ab] < 1.5))
     np.testing.assert_allclose(data.reference["catalogue_period"], truth.Per.to_numpy())
     found = np.abs(data.extra["period"] / data.reference["catalogue_period"] - 1) < 0.01
     # 95% of the 289 stars are found within 1% (benchmarks/bench_lightcurves_models.py); here 2 of the 3 c stars
     assert found.sum() >= 4, data.extra["period"]
     assert np.all((data.extra["period"] >= 0.2) & (data.extra["period"] <= 1.2))
     rows = data.rows()
-    assert {"period", "period_power", "label_id"} <= set(rows.column_names)
+    assert {"period", "period_power", "fourier_r21_g", "label_id"} <= set(rows.column_names)
     assert "catalogue_period" not in rows.column_names
 
 
