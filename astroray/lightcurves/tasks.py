@@ -69,10 +69,11 @@ RRLYRAE_PERIODOGRAM = PeriodogramConfig(min_period=0.2, max_period=1.2, oversamp
                                         max_n_frequencies=1_000_000, n_harmonics=4)
 """The period search of :func:`rrlyrae_set`: RR Lyrae pulsate with 0.2-1.2 d periods; 4 harmonics pick the
 true peak over the daily aliases of a nightly cadence (see :mod:`astroray.lightcurves.features`)."""
-RRLYRAE_EXTRA = ("period", "period_power", "fourier_r21_g", "fourier_r21_r", "fourier_r31_g", "fourier_r31_r")
+RRLYRAE_EXTRA = ("period", "period_power", "fourier_r21_g", "fourier_r21_r", "fourier_r31_g", "fourier_r31_r",
+                 "fourier_phi21_g", "fourier_phi21_r")
 """The per-star numbers :func:`rrlyrae_set` finds from each light curve (``period`` and ``fourier`` groups, in
 magnitudes, with :data:`RRLYRAE_PERIODOGRAM`)."""
-RRLYRAE_CONTEXT = ("period_power", "fourier_r21_g", "fourier_r21_r")
+RRLYRAE_CONTEXT = ("period_power", "fourier_r21_g", "fourier_r21_r", "fourier_phi21_g", "fourier_phi21_r")
 """Of those, what the transformer's object token gets beside the period (its ``context_columns``)."""
 
 ELASTICC_CLASSES = ("SNIa", "SNII")
@@ -196,8 +197,9 @@ def rrlyrae_set(root: str | os.PathLike, *, fractions: Mapping[str, float] | Non
     -------
     LabelledLightCurves
         ``extra``: :data:`RRLYRAE_EXTRA` -- ``period`` (days), ``period_power`` (the harmonic fit's R^2) and the
-        g and r Fourier amplitude ratios at that period (``fourier_r21_g`` ...: the saw-tooth of ab stars against
-        the near-sine of c; :mod:`astroray.lightcurves.features`); ``reference``: ``catalogue_period``.
+        g and r Fourier amplitude ratios and phase differences at that period (``fourier_r21_g`` ...: the
+        saw-tooth of ab stars against the near-sine of c; :mod:`astroray.lightcurves.features`);
+        ``reference``: ``catalogue_period``.
         Bands ``ugriz``.
 
     Raises
