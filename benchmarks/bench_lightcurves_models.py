@@ -57,13 +57,12 @@ MODEL_CONFIGS = {
     # archival variable stars: whole light curves, folded at the period found from them; the object token gets the
     # period, its power and the g and r Fourier R21 and phi21 at that period (RRLYRAE_CONTEXT: the saw-tooth of ab
     # stars, which survives a daily alias of the period). No feature groups: with the ~175 statistics and shape
-    # numbers in the token, 202 training stars were overfitted (validation accuracy 0.86-0.91 at the best epoch, test
-    # 0.837, the same 7 test stars wrong with stats or shape alone, in magnitudes, without the wide path, with 50-80%
-    # of rows' features dropped). Period and power alone: validation 1.0, test 0.930 (two daily aliases and an ab at
-    # 0.446 d wrong); with R21 as well: 0.953 at seeds 0 and 1 (those three right; two c stars with ab-like R21 wrong);
-    # with R21 and phi21: 0.953 (this default, 2 threads), 0.977 / 0.953 / 0.977 at seeds 0 / 1 / 2 on 1 thread (a c
-    # star at 0.313 d with R21 0.37 stays wrong);
-    # R21 and R31: 0.907.
+    # numbers in the token, 202 training stars were overfitted (validation accuracy 0.86-0.91 at the best epoch,
+    # test 0.837; 6-7 test stars wrong, four of them in every variant: stats or shape alone, in magnitudes, without
+    # the wide path, with 50-80% of rows' features dropped). Period and power alone: validation 1.0, test 0.930 (two
+    # daily aliases and an ab at 0.446 d wrong); with R21 as well: 0.953 at seeds 0 and 1 (those three right; two c
+    # stars with ab-like R21 wrong); with R21 and phi21: 0.953 (this default, 2 threads) and 0.977 / 0.953 / 0.977
+    # at seeds 0 / 1 / 2 on 1 thread (a c star at 0.313 d with R21 0.37 stays wrong); R21 and R31: 0.907.
     # No flux reconstruction: Stripe 82 errors are 0.005-0.05 mag, so residuals run to tens of sigma and that loss
     # swamped the class loss (reconstruction ~10 x 0.1 against cross-entropy ~0.1; test accuracy 0.81)
     "rrlyrae": {"bands": "ugriz", "truncate": False, "period_column": "period",
