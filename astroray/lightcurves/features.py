@@ -459,7 +459,18 @@ class FeatureExtractor:
         value_order = value_seg = None
         if {"stats", "period", "fourier"} & set(cfg.groups):
             value_order, value_seg = _band_sorted(data, keep)
-        period = None
+        period_block = None  # the period group's columns, searched once for the period and fourier groups
+
+        def periods() -> np.ndarray:
+            nonlocal period_block
+            if period_block is None:
+                p = cfg.period
+                period_block = np.full((len(data), len(_group_names(cfg, "period"))), np.nan)
+                K.period_kernel(data.mjd[value_order], y[value_order], e[value_order], value_seg,
+                                _WEIGHTS[p.band_weights], _NORMS[p.normalization], p.min_period, p.max_period,
+                                p.oversampling, p.max_n_frequencies, p.n_harmonics, p.n_candidates, period_block, 0)
+            return period_block
+
         for group in cfg.groups:
             width = len(_group_names(cfg, group))
             if group == "stats":
@@ -467,22 +478,12 @@ class FeatureExtractor:
             elif group == "shape":
                 self._shape(data, out, col)
             elif group == "period":
-                self._period(data.mjd[value_order], y[value_order], e[value_order], value_seg, out, col)
-                period = out[:, col].copy()
+                out[:, col:col + width] = periods()
             else:
-                if period is None:  # searched here when the config does not ask for the period group
-                    buf = np.full((len(data), len(_group_names(cfg, "period"))), np.nan)
-                    self._period(data.mjd[value_order], y[value_order], e[value_order], value_seg, buf, 0)
-                    period = buf[:, 0]
-                _fourier(data.mjd[value_order], y[value_order], e[value_order], value_seg, period,
+                _fourier(data.mjd[value_order], y[value_order], e[value_order], value_seg, periods()[:, 0],
                          max(cfg.period.n_harmonics, 3), out, col)
             col += width
         return out
-
-    def _period(self, t, y, e, seg, out: np.ndarray, col: int) -> None:
-        p = self.config.period
-        K.period_kernel(t, y, e, seg, _WEIGHTS[p.band_weights], _NORMS[p.normalization], p.min_period, p.max_period,
-                        p.oversampling, p.max_n_frequencies, p.n_harmonics, p.n_candidates, out, col)
 
     def _shape(self, data: RaggedLightCurves, out: np.ndarray, col: int) -> None:
         n, n_bands = len(data), len(data.bands)
