@@ -124,17 +124,18 @@ def _features_of(files):
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def _ensure_stamps(cfg: TrainRealBogusConfig, progress: bool) -> Path | list[Path]:
+def _ensure_stamps(cfg: TrainRealBogusConfig, progress: bool) -> list[Path]:
+    """The stamp folders to pool (one unless ``data`` lists several), each checked for every split."""
     from astroray.errors import InvalidInputError
     from astroray.ray.stamps import make_stamps
 
-    if isinstance(cfg.data, list):  # several sets pooled: each must have been made (never made here), every split
+    if isinstance(cfg.data, list):  # several sets pooled: each must have been made (never made here)
         data = [Path(d) for d in cfg.data]
     else:
-        data = Path(cfg.data) if cfg.data else astroray_home() / "stamps"
+        data = [Path(cfg.data) if cfg.data else astroray_home() / "stamps"]
         if not stamp_files(data, "train"):
-            make_stamps(cfg.stamps, data, progress=progress)
-    for folder in data if isinstance(data, list) else [data]:
+            make_stamps(cfg.stamps, data[0], progress=progress)
+    for folder in data:
         for split in ("train", "val", "test"):
             if not stamp_files(folder, split):
                 hint = ("make them with jobs/make_stamps.py" if split == "train"
@@ -163,7 +164,7 @@ def train_realbogus(cfg: TrainRealBogusConfig, *, progress: bool = True) -> dict
     with mlflow.start_run(run_name=cfg.run_name or "train_realbogus") as run:
         mlflow.log_params(flatten_params(cfg.model_dump(mode="json", exclude={"stamps"})))
         mlflow.set_tags({"astroray.model": "realbogus",
-                         "astroray.data": ", ".join(map(str, data)) if isinstance(data, list) else str(data)})
+                         "astroray.data": ", ".join(map(str, data))})
         result = fit("realbogus", cfg.model.model_dump(mode="json"), datasets, cfg.train,
                      name=f"realbogus-{run.info.run_id[:8]}", mlflow_run_id=run.info.run_id,
                      tracking_uri=cfg.tracking_uri)
