@@ -214,15 +214,13 @@ def _all_label_cv(values, labels, usable, subtypes, *, seed: int, names: list, b
         if y.sum() < folds:
             continue
         x_all = np.where(np.isfinite(values[sel]), values[sel], np.nan)
-        x = x_all[:, ~np.isnan(x_all).all(axis=0)]
-        two = x_all[:, [names.index(n) for n in best_inputs.get(sub, [])]]
-        out[sub] = {"n_subtype": int(y.sum()), "n_reference": int((y == 0).sum()),
-                    "two_best_inputs": list(best_inputs.get(sub, []))}
-        for name, make in (*models.items(), ("logistic_regression_two_best_inputs", models["logistic_regression"])):
-            if name.endswith("two_best_inputs"):
-                if two.shape[1] == 0:
-                    continue
-                x = two
+        best = list(best_inputs.get(sub, []))
+        runs = [(name, make, x_all[:, ~np.isnan(x_all).all(axis=0)]) for name, make in models.items()]
+        if best:
+            runs.append(("logistic_regression_two_best_inputs", models["logistic_regression"],
+                         x_all[:, [names.index(n) for n in best]]))
+        out[sub] = {"n_subtype": int(y.sum()), "n_reference": int((y == 0).sum()), "two_best_inputs": best}
+        for name, make, x in runs:
             aucs = []
             for rep in range(repeats):
                 with _warnings.catch_warnings():
