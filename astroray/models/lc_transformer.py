@@ -124,6 +124,7 @@ __all__ = [
     "LightCurveModule",
     "LightCurveNet",
     "LightCurvePredictions",
+    "RunningStandardScaler",
     "balanced_class_weights",
     "collate_lightcurves",
     "encoder_inputs",
@@ -198,6 +199,9 @@ class LightCurveModelConfig(AstrorayConfig):
         Add a linear map of the object features (:func:`object_feature_names`) to the logits (wide and deep):
         with a few hundred training objects the attention layers alone did not pick up what one period or
         amplitude says plainly.
+    standardize_objects : bool
+        Standardise the object features (both paths) by running means and variances of the training rows, kept with
+        the weights (:class:`RunningStandardScaler`).  Off by default, so models saved before it load unchanged.
     class_weights : tuple of float or None
         Cross-entropy weight per class (:func:`balanced_class_weights`).
     label_smoothing : float
@@ -237,6 +241,7 @@ class LightCurveModelConfig(AstrorayConfig):
     mask_fraction: float = Field(default=0.15, ge=0, lt=1)
     error_floor: float = Field(default=0.02, gt=0)
     object_skip: bool = True
+    standardize_objects: bool = False
     class_weights: tuple[float, ...] | None = None
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     lr: float = Field(default=2e-3, gt=0)
@@ -620,6 +625,45 @@ class TimeEncoding(nn.Module):
         return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
 
 
+class RunningStandardScaler(nn.Module):
+    """Per-column standardisation by the mean and variance of every training row seen so far.
+
+    The object numbers span very different ranges (a period's log10 varies by
+    0.3 among RR Lyrae, a flux scale's by 3): unscaled, the narrow ones reach
+    the token too weakly to be learned from a few hundred objects.  The
+    statistics are buffers (saved with the weights); they are updated in
+    training only, from whole batches (any size, unlike batch norm's), and
+    the running values are what every forward uses, in training as in
+    inference.
+    """
+
+    def __init__(self, n: int, *, min_std: float = 1e-2, clip: float = 8.0):
+        super().__init__()
+        self.min_std, self.clip = min_std, clip
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(n, dtype=torch.float64))
+        self.register_buffer("m2", torch.zeros(n, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor, *, update: bool = False) -> torch.Tensor:
+        if update and x.shape[0] > 0:
+            with torch.no_grad():  # Chan et al.'s parallel update of the running moments
+                batch = x.detach().double()
+                n_b = float(batch.shape[0])
+                mean_b = batch.mean(dim=0)
+                m2_b = ((batch - mean_b) ** 2).sum(dim=0)
+                total = self.count + n_b
+                delta = mean_b - self.mean
+                self.mean += delta * (n_b / total)
+                self.m2 += m2_b + delta ** 2 * (self.count * n_b / total)
+                self.count.copy_(total)
+        if self.count < 2:
+            return x
+        # a floor, so a column constant in training (a flag always set) cannot blow up a different value later,
+        # and a clip, so one wild feature of one object cannot swamp the token
+        std = torch.sqrt(self.m2 / (self.count - 1)).clamp_min(self.min_std)
+        return ((x - self.mean.to(x.dtype)) / std.to(x.dtype)).clamp(-self.clip, self.clip)
+
+
 class LightCurveEncoder(nn.Module):
     """Padded light curves to one embedding each (see the module docstring for the inputs).
 
@@ -646,6 +690,7 @@ class LightCurveEncoder(nn.Module):
         self.time_proj = nn.Linear(2 * cfg.n_frequencies, d)
         self.phase_proj = nn.Linear(2 * cfg.n_phase_harmonics, d) if cfg.period_column else None
         self.object_token = nn.Parameter(torch.zeros(d))
+        self.object_scaler = RunningStandardScaler(self.n_object_features) if cfg.standardize_objects else None
         self.object_proj = nn.Linear(self.n_object_features + 1, d)  # + log(1 + number of points)
         self.layers = nn.ModuleList(TransformerLayer(d, cfg.n_heads, cfg.ff_dim, cfg.dropout)
                                     for _ in range(cfg.n_layers))
@@ -663,6 +708,13 @@ class LightCurveEncoder(nn.Module):
         t = inputs["time"].float()
         return torch.stack([scaled, snr, torch.log10(err).clamp(-4.0, 2.0), inputs["detected"].float(),
                             torch.asinh(t / 10.0), hide], dim=-1)
+
+    def scale_objects(self, objects: torch.Tensor, *, update: bool = False) -> torch.Tensor:
+        """The object features standardised (``standardize_objects``; unchanged without); ``update``: in training,
+        fold this batch into the running moments first (the encoder does, once per batch)."""
+        if self.object_scaler is None:
+            return objects
+        return self.object_scaler(objects, update=update and self.training)
 
     def encode(self, inputs: Mapping[str, torch.Tensor], hidden: torch.Tensor | None = None):
         """``(embedding (B, E), point outputs (B, L, d_model))``."""
@@ -684,7 +736,8 @@ class LightCurveEncoder(nn.Module):
             x = x + self.phase_proj(torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)) * known[..., None]
         x = x * mask[..., None]
         n_points = mask.sum(dim=1, keepdim=True).float()
-        token = self.object_token + self.object_proj(torch.cat([objects, torch.log1p(n_points) / 4.0], dim=-1))
+        token = self.object_token + self.object_proj(
+            torch.cat([self.scale_objects(objects, update=True), torch.log1p(n_points) / 4.0], dim=-1))
         seq = torch.cat([token[:, None, :], x], dim=1)
         valid = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         bias = torch.zeros(valid.shape, dtype=seq.dtype, device=seq.device).masked_fill(~valid, float("-inf"))
@@ -738,7 +791,7 @@ class LightCurveNet(nn.Module):
         """Logits from the encoder's embedding and (with ``object_skip``) the object features."""
         logits = self.head(embedding)
         if self.object_head is not None:
-            logits = logits + self.object_head(objects.float())
+            logits = logits + self.object_head(self.encoder.scale_objects(objects.float()))
         return logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

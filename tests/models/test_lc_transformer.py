@@ -16,6 +16,7 @@ from astroray.models.lc_transformer import (
     LightCurveModelConfig,
     LightCurveModule,
     LightCurveNet,
+    RunningStandardScaler,
     balanced_class_weights,
     collate_lightcurves,
     encoder_inputs,
@@ -365,6 +366,50 @@ def test_a_tiny_fit_lowers_the_loss_and_logs_val_metrics(two_class_rows, tmp_pat
     np.testing.assert_allclose(net(x).detach().numpy(), soft, rtol=1e-5)
     with pytest.raises(InvalidInputError, match="temperature"):
         net.set_temperature(0.0)
+
+
+def test_running_standardisation_matches_the_moments_of_every_row_seen():
+    rng = np.random.default_rng(1)
+    scaler = RunningStandardScaler(3, min_std=1e-2, clip=8.0).train()
+    x0 = torch.tensor([[1.0, 5.0, 0.0]])
+    assert torch.equal(scaler(x0), x0)  # fewer than two rows seen: nothing to scale by
+    seen = []
+    for size in (1, 7, 2, 30):  # batches of any size, unlike batch norm
+        batch = torch.from_numpy(rng.normal([3.0, -1.0, 0.0], [0.1, 20.0, 0.0], size=(size, 3)))
+        seen.append(batch.numpy())
+        scaler(batch, update=True)
+    rows = np.concatenate(seen)
+    np.testing.assert_allclose(scaler.mean.numpy(), rows.mean(axis=0), rtol=1e-12, atol=1e-12)
+    std = np.maximum(rows.std(axis=0, ddof=1), 1e-2)  # the constant column gets the floor, not a division by 0
+    probe = torch.tensor([[3.2, 10.0, 1.0], [2.9, -500.0, 0.0]], dtype=torch.float64)
+    expected = np.clip((probe.numpy() - rows.mean(axis=0)) / std, -8.0, 8.0)
+    np.testing.assert_allclose(scaler(probe).numpy(), expected, rtol=1e-10)
+    before = scaler.count.clone()
+    scaler(probe)  # no update unless asked
+    assert torch.equal(scaler.count, before) and float(before) == len(rows)
+
+
+def test_standardised_object_features_are_learned_in_training_and_saved_with_the_weights(two_class_rows, tmp_path):
+    import pytorch_lightning as pl
+
+    assert not any("object_scaler" in k for k in LightCurveNet(LightCurveModelConfig(classes=TWO)).state_dict())
+    pl.seed_everything(0, verbose=False)
+    module = LightCurveModule({"classes": TWO, "bands": "lsst", "d_model": 16, "ff_dim": 32, "embedding_dim": 16,
+                               "n_frequencies": 8, "feature_groups": ("stats",), "standardize_objects": True})
+    scaler = module.net.encoder.object_scaler
+    batch = module.collate(two_class_rows)
+    module.eval()
+    with torch.no_grad():
+        module.net.logits(encoder_inputs(batch))
+    assert float(scaler.count) == 0  # inference never moves the statistics
+    module.train()  # Lightning keeps the mode a module starts fit in
+    trainer = _fit(module, two_class_rows, steps=6)
+    assert float(scaler.count) >= 6 * 16 and torch.isfinite(scaler.mean).all()
+    path = tmp_path / "std.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = LightCurveModule.load_from_checkpoint(path)
+    assert torch.equal(loaded.net.encoder.object_scaler.mean, scaler.mean)
+    np.testing.assert_allclose(predict_rows(loaded, two_class_rows), predict_rows(module, two_class_rows), rtol=1e-6)
 
 
 def test_feature_groups_reach_the_object_token(rows, config):
