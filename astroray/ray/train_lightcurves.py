@@ -236,6 +236,7 @@ def model_config(cfg: TrainLightCurvesConfig, data: Path, info: dict) -> dict:
         options.setdefault("period_column", "period")
         options.setdefault("context_columns", list(RRLYRAE_CONTEXT))
         options.setdefault("truncate", False)
+        options.setdefault("standardize_objects", True)  # a log10 period spans 0.3: unscaled, it was learned weakly
         options.setdefault("bands", list(info["bands"]))
     if cfg.balance_classes and not options.get("class_weights"):
         train = _read_split(data, "train")

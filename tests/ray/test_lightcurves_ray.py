@@ -159,3 +159,19 @@ def test_classify_command_on_ray_data_accounts_for_every_file(trained, home, uri
 
     code = main(["classify", "lightcurves", "--input", str(tmp_path / "in"), "--out", str(out)])
     assert code == 2 and "exists" in capsys.readouterr().err  # outputs are never overwritten silently
+
+
+def test_rrlyrae_models_fold_on_the_found_period_with_standardised_object_numbers():
+    from astroray.lightcurves.tasks import RRLYRAE_CONTEXT
+    from astroray.ray.train_lightcurves import TrainLightCurvesConfig, model_config
+
+    cfg = TrainLightCurvesConfig(balance_classes=False)
+    rr = model_config(cfg, Path("unread"), {"source": "rrlyrae", "classes": ["ab", "c"], "bands": list("ugriz")})
+    assert rr["period_column"] == "period" and tuple(rr["context_columns"]) == RRLYRAE_CONTEXT
+    assert rr["standardize_objects"] and not rr["truncate"]
+    sim = model_config(cfg, Path("unread"), {"source": "simulated", "classes": ["SNIa", "SNII"], "bands": ["g"]})
+    assert not sim["standardize_objects"] and sim["period_column"] is None
+    # a config that says otherwise wins
+    off = model_config(TrainLightCurvesConfig(balance_classes=False, model={"standardize_objects": False}),
+                       Path("unread"), {"source": "rrlyrae", "classes": ["ab", "c"], "bands": list("ugriz")})
+    assert not off["standardize_objects"]
