@@ -17,6 +17,11 @@ Tasks (data from ``../shared/data/lightcurves``, split by object, stratified; se
   history as it arrived); reports test accuracy (>= 0.90), ROC AUC (>= 0.95),
   accuracy on alerts with >= 6 detections (>= 0.95), the GBT baseline beside
   it, and accuracy against days since first detection.
+* ``elasticc_ceiling`` -- a diagnostic, no transformer: gradient-boosted
+  trees with 5-fold cross-validation grouped by object over all the alerts;
+  accuracy by number of detections, a learning curve over the share of
+  training objects, one row per object, and the overall accuracy if every
+  alert with >= 6 detections were right (what the data can carry).
 * ``simulated`` -- the simulator's 14 classes, held-out objects; macro-F1
   (>= 0.85), ECE before and after temperature scaling and isotonic
   calibration (both fitted on the validation objects; target <= 0.02),
@@ -268,7 +273,8 @@ def task_rrlyrae(args, folder: Path) -> dict:
         {"star": str(test.object_ids[i]), "true": data.classes[test.label_ids[i]],
          "p_true": float(proba[i, test.label_ids[i]]), "period_found": float(test.extra["period"][i]),
          "catalogue_period": float(test.reference["catalogue_period"][i])} for i in wrong]
-    features = FeatureConfig(bands="ugriz", domain="mag", groups=("stats", "shape", "period"), period=RRLYRAE_PERIODOGRAM)
+    features = FeatureConfig(bands="ugriz", domain="mag", groups=("stats", "shape", "period"),
+                             period=RRLYRAE_PERIODOGRAM)
     gbt_proba, out["gbt"] = fit_gbt(data, features)
     out["gbt"].update(_named_report(_report(test.label_ids, gbt_proba, data.classes), data.classes))
     path = plot_confusion_matrix(np.asarray(data.classes)[test.label_ids], np.asarray(data.classes)[proba.argmax(1)],
@@ -342,6 +348,101 @@ def task_elasticc(args, folder: Path) -> dict:
     ):
         out["plots"].append(_shown(path))
     return out
+
+
+DETECTION_BINS = ((1, 1), (2, 2), (3, 5), (6, 10), (11, 20), (21, None))
+CEILING_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+def _grouped_cv_gbt(x, y, groups, *, seed: int, fraction: float = 1.0, folds: int = 5):
+    """Out-of-fold P(SN Ia) of gradient-boosted trees, folds grouped by object (stratified); each fold trains on
+    ``fraction`` of its training objects, drawn per class, with all their rows."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    rng = np.random.default_rng(seed)
+    p = np.full(len(y), np.nan)
+    for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(x, y, groups):
+        if fraction < 1.0:
+            keep = []
+            for label in np.unique(y[train]):
+                objects = np.unique(groups[train][y[train] == label])
+                keep.append(rng.choice(objects, size=max(1, round(fraction * objects.size)), replace=False))
+            train = train[np.isin(groups[train], np.concatenate(keep))]
+        usable = ~np.isnan(x[train]).all(axis=0)
+        gbt = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, max_leaf_nodes=15,
+                                             l2_regularization=1.0, early_stopping=False, random_state=seed)
+        gbt.fit(x[train][:, usable], y[train])
+        p[test] = gbt.predict_proba(x[test][:, usable])[:, 0]
+    return p
+
+
+def task_elasticc_ceiling(args, folder: Path) -> dict:
+    """A diagnostic, not a model: how far the shared ELAsTiCC alerts can carry SN Ia / SN II.
+
+    Gradient-boosted trees on the light-curve features and the alert's host columns, 5-fold cross-validation
+    grouped by object over all 1,529 alerts (``--repeat`` shuffles): accuracy by number of detections, a learning
+    curve over the share of training objects, the same on one row per object (everything the files hold on it),
+    and the overall accuracy even a perfect classifier of the alerts with >= 6 detections would reach.
+    """
+    from astroray.eval import roc_auc
+    from astroray.lightcurves import FeatureConfig, FeatureExtractor, elasticc_set
+    from astroray.lightcurves.tasks import ELASTICC_HOST_COLUMNS
+
+    start = time.perf_counter()
+    features = FeatureConfig(bands="lsst", upper_limits="zero_flux", groups=("stats", "shape"))
+    sets = {per: elasticc_set(args.shared_data / "lightcurves" / "elasticc", per=per,
+                              host_columns=ELASTICC_HOST_COLUMNS) for per in ("alert", "object")}
+    out: dict = {"model": "HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, max_leaf_nodes=15, "
+                          "l2_regularization=1.0), 5-fold CV grouped by object",
+                 "inputs": f"features {list(features.groups)} + host {list(ELASTICC_HOST_COLUMNS)}",
+                 "repeats": args.repeat}
+    for per, data in sets.items():
+        x = np.column_stack([FeatureExtractor(features).run(data.data).values,
+                             *(data.extra[c] for c in ELASTICC_HOST_COLUMNS)]).astype(np.float64)
+        x[~np.isfinite(x)] = np.nan
+        y, groups, n_det = data.label_ids, data.object_ids.astype(str), data.n_detections
+        curve = {}
+        for fraction in CEILING_FRACTIONS if per == "alert" else (1.0,):
+            runs = [_grouped_cv_gbt(x, y, groups, seed=args.seed + r, fraction=fraction) for r in range(args.repeat)]
+            curve[fraction] = runs
+        entry = {"rows": int(y.size), "objects": int(np.unique(groups).size), "learning_curve": []}
+        for fraction, runs in curve.items():
+            acc = [float(np.mean((p < 0.5) == y)) for p in runs]  # label 0 is SN Ia
+            auc = [roc_auc(y == 0, p) for p in runs]
+            acc6 = [float(np.mean((p[n_det >= 6] < 0.5) == y[n_det >= 6])) for p in runs]
+            entry["learning_curve"].append({
+                "fraction_of_training_objects": fraction,
+                "training_objects_about": round(0.8 * fraction * entry["objects"]),
+                "accuracy": _mean_sd(acc), "roc_auc_snia": _mean_sd(auc), "accuracy_ge6_detections": _mean_sd(acc6)})
+        full = curve[1.0]
+        bins = []
+        for low, high in DETECTION_BINS:
+            sel = (n_det >= low) & (n_det <= (high if high is not None else n_det.max()))
+            if sel.any():
+                bins.append({"detections": f"{low}" if low == high else f"{low}-{high}" if high else f">={low}",
+                             "rows": int(sel.sum()), "share": round(float(sel.mean()), 4),
+                             "share_snia": round(float(np.mean(y[sel] == 0)), 3),
+                             "accuracy": _mean_sd([float(np.mean((p[sel] < 0.5) == y[sel])) for p in full])})
+        entry["by_detections"] = bins
+        few = n_det < 6
+        acc_few = float(np.mean([np.mean((p[few] < 0.5) == y[few]) for p in full]))
+        entry["overall_accuracy_if_every_ge6_alert_were_right"] = round(float(few.mean() * acc_few + (~few).mean()), 4)
+        entry["share_under_6_detections"], entry["accuracy_under_6_detections"] = (round(float(few.mean()), 4),
+                                                                                   round(acc_few, 4))
+        out["per_" + per] = entry
+        top = entry["learning_curve"][-1]
+        print(f"  per {per}: accuracy {top['accuracy']['mean']}, AUC {top['roc_auc_snia']['mean']}, "
+              f">=6 det {top['accuracy_ge6_detections']['mean']}; every >=6 alert right -> "
+              f"{entry['overall_accuracy_if_every_ge6_alert_were_right']}", flush=True)
+    out["note"] = ("ELAsTiCC alerts carry their whole past history, so one row per object is its richest alert: "
+                   "what the files hold on the object, not its light curve after the last stored alert")
+    out["seconds"] = round(time.perf_counter() - start, 1)
+    return out
+
+
+def _mean_sd(values) -> dict:
+    return {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values)), 4), "n": len(values)}
 
 
 def task_simulated(args, folder: Path) -> dict:
@@ -470,7 +571,8 @@ def task_speed(args, folder: Path) -> dict:
     return out
 
 
-TASKS = {"rrlyrae": task_rrlyrae, "elasticc": task_elasticc, "simulated": task_simulated, "speed": task_speed}
+TASKS = {"rrlyrae": task_rrlyrae, "elasticc": task_elasticc, "elasticc_ceiling": task_elasticc_ceiling,
+         "simulated": task_simulated, "speed": task_speed}
 
 
 def main(argv=None):
@@ -484,7 +586,8 @@ def main(argv=None):
                         help="fractions of the simulated objects (larger val/test: steadier ECE, less training)")
     parser.add_argument("--n-speed", type=int, default=5000, help="light curves timed")
     parser.add_argument("--speed-batch", type=int, default=1024)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="speed: timed repeats; elasticc_ceiling: cross-validation shuffles")
     parser.add_argument("--threads", type=int, default=2, help="torch (and Numba) threads")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="speed task: where the transformer runs (cuda: the GPU figures)")
@@ -538,6 +641,10 @@ def _headline(name: str, r: dict) -> dict:
         keys = ("accuracy", "roc_auc_snia", "accuracy_ge6_detections")
         return {"transformer": {k: r["transformer"][k] for k in keys}, "gbt": {k: r["gbt"][k] for k in keys},
                 "train_s": r["training"]["seconds"]}
+    if name == "elasticc_ceiling":
+        return {per: {"accuracy": r[per]["learning_curve"][-1]["accuracy"]["mean"],
+                      "if_every_ge6_alert_right": r[per]["overall_accuracy_if_every_ge6_alert_were_right"]}
+                for per in ("per_alert", "per_object")}
     if name == "simulated":
         return {"macro_f1": r["transformer"]["macro_f1"], "gbt_macro_f1": r["gbt"]["macro_f1"],
                 **r["calibration"], "train_s": r["training"]["seconds"]}
