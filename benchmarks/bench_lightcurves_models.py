@@ -435,10 +435,50 @@ def task_elasticc_ceiling(args, folder: Path) -> dict:
         print(f"  per {per}: accuracy {top['accuracy']['mean']}, AUC {top['roc_auc_snia']['mean']}, "
               f">=6 det {top['accuracy_ge6_detections']['mean']}; every >=6 alert right -> "
               f"{entry['overall_accuracy_if_every_ge6_alert_were_right']}", flush=True)
+    out["plots"] = [_shown(_plot_ceiling(out["per_alert"], folder / "elasticc_ceiling.png"))]
     out["note"] = ("ELAsTiCC alerts carry their whole past history, so one row per object is its richest alert: "
                    "what the files hold on the object, not its light curve after the last stored alert")
     out["seconds"] = round(time.perf_counter() - start, 1)
     return out
+
+
+def _plot_ceiling(entry: dict, path: Path) -> Path:
+    """Learning curve (left) and accuracy by number of detections with the targets (right), per-alert CV."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    n = [c["training_objects_about"] for c in entry["learning_curve"]]
+    for key, label, target in (("accuracy", "accuracy", 0.90), ("roc_auc_snia", "ROC AUC", 0.95),
+                               ("accuracy_ge6_detections", "accuracy, >= 6 detections", 0.95)):
+        mean = [c[key]["mean"] for c in entry["learning_curve"]]
+        sd = [c[key]["sd"] for c in entry["learning_curve"]]
+        line = left.errorbar(n, mean, yerr=sd, fmt="o-", capsize=2, label=f"{label} (target {target})")
+        left.axhline(target, color=line[0].get_color(), ls=":", lw=1)
+    left.set_xscale("log")
+    left.set(xlabel="training objects (5-fold CV grouped by object)", ylabel="held-out alerts",
+             title="Gradient-boosted trees: learning curve")
+    left.legend(fontsize=8, loc="lower right")
+    bins = entry["by_detections"]
+    x = np.arange(len(bins))
+    right.bar(x, [b["accuracy"]["mean"] for b in bins], yerr=[b["accuracy"]["sd"] for b in bins], color="C0",
+              label="accuracy (all training objects)")
+    right.plot(x, [max(b["share_snia"], 1 - b["share_snia"]) for b in bins], "k_", ms=25, mew=2,
+               label="always the bin's majority class")
+    for i, b in enumerate(bins):
+        right.text(i, 0.02, f"{b['rows']}\nrows", ha="center", fontsize=8, color="w")
+    right.set_xticks(x, [b["detections"] for b in bins])
+    right.set(xlabel="detections in the alert's history", ylim=(0, 1),
+              title=f"if every alert with >= 6 detections were right: "
+                    f"{entry['overall_accuracy_if_every_ge6_alert_were_right']:.3f} overall")
+    right.legend(fontsize=8, loc="upper left")
+    fig.suptitle("ELAsTiCC SN Ia vs SN II: what the shared alerts carry")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _mean_sd(values) -> dict:
