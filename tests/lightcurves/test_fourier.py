@@ -68,3 +68,51 @@ def test_too_few_points_or_no_period_give_nan():
     flat = LightCurve("flat", lc.mjd[:2], lc.band[:2], lc.flux[:2], lc.flux_err[:2], lc.detected[:2])
     table = FeatureExtractor(_config(("fourier",))).run([flat])
     assert np.isnan(table.values).all()
+
+
+def _lstsq_reference(t, y, e, period, t0, n_harmonics):
+    """A, R21, R31, phi21, phi31 by NumPy's SVD least squares on [1, cos kx, sin kx] (weights 1/e)."""
+    x = 2 * np.pi * (t - t0) / period
+    k = np.arange(1, n_harmonics + 1)
+    design = np.column_stack([np.ones_like(t), np.cos(np.outer(x, k)), np.sin(np.outer(x, k))])
+    coef = np.linalg.lstsq(design / e[:, None], y / e, rcond=None)[0]
+    c, s = coef[1:n_harmonics + 1], coef[n_harmonics + 1:]
+    amp, phase = np.hypot(c, s), np.arctan2(-s, c)  # c cos + s sin = A cos(kx + phase)
+    return np.array([amp[0], amp[1] / amp[0], amp[2] / amp[0], np.mod(phase[1] - 2 * phase[0], 2 * np.pi),
+                     np.mod(phase[2] - 3 * phase[0], 2 * np.pi)])
+
+
+def test_the_kernel_matches_a_numpy_least_squares_fit_and_skips_unusable_points():
+    from astroray.lightcurves import _kernels as K
+
+    rng = np.random.default_rng(7)
+    n_obj, n_bands, n_harmonics = 6, 2, 4
+    t, y, e, seg = [], [], [], np.zeros((n_obj, n_bands + 1), np.int64)
+    periods = rng.uniform(0.3, 0.8, n_obj)
+    periods[5] = np.nan  # no period: the whole row stays NaN
+    for i in range(n_obj):
+        for b in range(n_bands):
+            n = 9 if (i, b) == (4, 1) else int(rng.integers(30, 80))  # (4, 1): 9 points, 7 of them usable < 2K+2
+            tt = np.sort(58000 + rng.uniform(0, 300, n))
+            yy = 17 + 0.3 * np.cos(2 * np.pi * tt / max(periods[i], 0.5) + b) + rng.normal(0, 0.02, n)
+            ee = rng.uniform(0.01, 0.05, n)
+            yy[1], ee[2] = np.nan, 0.0  # unusable points are skipped, not fitted
+            t.append(tt), y.append(yy), e.append(ee)
+            seg[i, b + 1] = seg[i, b] + n
+        if i + 1 < n_obj:
+            seg[i + 1, 0] = seg[i, n_bands]
+    t, y, e = np.concatenate(t), np.concatenate(y), np.concatenate(e)
+    out = np.full((n_obj, n_bands * K.N_FOURIER), np.nan)
+    K.fourier_kernel(t, y, e, seg, periods, n_harmonics, out, 0)
+    for i in range(n_obj):
+        t0 = t[seg[i, 0]:seg[i, n_bands]].min()
+        for b in range(n_bands):
+            got = out[i, b * K.N_FOURIER:(b + 1) * K.N_FOURIER]
+            a, z = seg[i, b], seg[i, b + 1]
+            ok = np.isfinite(y[a:z]) & (e[a:z] > 0)
+            if i == 5 or ok.sum() < 2 * n_harmonics + 2:
+                assert np.isnan(got).all(), (i, b)
+                continue
+            ref = _lstsq_reference(t[a:z][ok], y[a:z][ok], e[a:z][ok], periods[i], t0, n_harmonics)
+            np.testing.assert_allclose(got[:3], ref[:3], rtol=1e-8)
+            assert np.all(np.abs(np.angle(np.exp(1j * (got[3:] - ref[3:])))) < 1e-8) and np.all(got[3:] >= 0)
