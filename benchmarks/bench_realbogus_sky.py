@@ -29,9 +29,9 @@ simulated validation split, never tuned here.
 Reported for ZTF with ZTF's deep real/bogus ``drb`` as the label (>= 0.5
 real): the fraction of ``drb >= 0.5`` alerts scored real (issue 14's target
 >= 95%), ROC AUC (>= 0.90), the same for ZTF's older ``rb`` (trained on real
-ZTF stamps) at cuts 0.5 and 0.65 as a reference point, and the scores of the Rubin alerts beside their ``reliability``.  A
-PNG shows the scores against ``drb`` and example stamps of agreements and
-disagreements.
+ZTF stamps) at cuts 0.5 and 0.65 as a reference point, and the scores of
+the Rubin alerts beside their ``reliability``.  A PNG shows the scores
+against ``drb`` and example stamps of agreements and disagreements.
 """
 import argparse
 import json
