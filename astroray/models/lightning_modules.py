@@ -189,7 +189,9 @@ class LightCurveModule(pl.LightningModule):
         self.save_hyperparameters({"config": cfg.model_dump(mode="json")})
         self.config = cfg
         self.net = LightCurveNet(cfg)
-        self.reconstruct = nn.Linear(cfg.d_model, 1)
+        # only when the loss uses it: DDP (Ray Train's strategy) refuses parameters that no loss reaches
+        self.reconstruct = (nn.Linear(cfg.d_model, 1) if cfg.reconstruction_weight > 0 and cfg.mask_fraction > 0
+                            else None)
         weight = torch.tensor(cfg.class_weights, dtype=torch.float32) if cfg.class_weights else torch.ones(cfg.n_classes)
         self.register_buffer("class_weight", weight)
         self._val_logits: list = []
@@ -216,7 +218,7 @@ class LightCurveModule(pl.LightningModule):
             noise = torch.randn_like(inputs["flux"]) * inputs["flux_err"] * cfg.flux_noise
             inputs = {**inputs, "flux": inputs["flux"] + noise * mask}
         hidden = None
-        if cfg.reconstruction_weight > 0 and cfg.mask_fraction > 0:
+        if self.reconstruct is not None:
             enough = (mask.sum(dim=1, keepdim=True) >= 2)
             hidden = mask & enough & (torch.rand_like(inputs["flux"]) < cfg.mask_fraction)
         embedding, points = self.net.encoder.encode(inputs, hidden=hidden)
@@ -230,11 +232,19 @@ class LightCurveModule(pl.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=n)
         return loss
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # checkpoints saved before the head became optional hold it even when reconstruction was off
+        if self.reconstruct is None:
+            state = checkpoint.get("state_dict", {})
+            for key in [k for k in state if k.startswith("reconstruct.")]:
+                del state[key]
+
     def _reconstruction(self, points, batch, hidden):
         """Huber loss of the hidden fluxes' residuals in units of their errors (0 when none is hidden)."""
+        pred = self.reconstruct(points).squeeze(-1)
         if not bool(hidden.any()):
-            return points.sum() * 0.0
-        pred = self.reconstruct(points).squeeze(-1)[hidden]
+            return pred.sum() * 0.0  # zero, through the head, so DDP sees every parameter used
+        pred = pred[hidden]
         target = batch["flux"].float()[hidden].clamp(-_FLUX_CLIP, _FLUX_CLIP)
         sigma = torch.sqrt(batch["flux_err"].float()[hidden] ** 2 + self.config.error_floor ** 2)
         return F.huber_loss((pred - target) / sigma, torch.zeros_like(pred), delta=3.0)
