@@ -67,6 +67,7 @@ SHIPPED = {
     "train_ner.yaml": "astroray.ray.ner:TrainNerConfig",
     "tune_ner.yaml": "astroray.ray.ner:TuneNerConfig",
     "train_lightcurves.yaml": "astroray.ray.train_lightcurves:TrainLightCurvesConfig",
+    "train_lightcurves_rrlyrae.yaml": "astroray.ray.train_lightcurves:TrainLightCurvesConfig",
     "tune_lightcurves.yaml": "astroray.ray.train_lightcurves:TuneLightCurvesConfig",
     "classify_alerts.yaml": "astroray.ray.alerts_job:ClassifyAlertsConfig",
     "train_rare_events.yaml": "astroray.ray.train_rare_events:TrainRareEventsConfig",
