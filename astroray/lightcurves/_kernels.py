@@ -740,6 +740,8 @@ def fourier_kernel(t, y, e, seg, period, n_harmonics, out, col0):
     shift; it keeps a magnitude's 17 from swamping a 0.3 amplitude).  A band with fewer than ``2 n_harmonics + 2``
     usable points, or whose phases leave the fit singular, stays NaN, as does every band without a period.
     """
+    if n_harmonics < 3:  # R31 and phi31 read the third harmonic
+        raise ValueError("fourier_kernel needs n_harmonics >= 3")
     n_obj = seg.shape[0]
     n_bands = seg.shape[1] - 1
     p = 2 * n_harmonics + 1

@@ -130,11 +130,12 @@ phase from the object's first point), giving ``fourier_amplitude_{b}``
 and ``fourier_phi31_{b}`` (:math:`\varphi_3 - 3\varphi_1`), phases in
 :math:`[0, 2\pi)`; NaN for a band with fewer than ``2 K + 2`` points, a
 fit its phases leave singular, or without a period (a Numba kernel solves
-every object and band in one parallel pass).  A fold at a daily alias of the period puts the points of
-a nightly cadence at nearly the same phases, so these shape numbers survive
-an alias that misleads the period itself (on the Stripe 82 RR Lyrae,
-``fourier_r21_g`` alone separates ab from c with ROC AUC 0.98).  Without the
-``period`` group in the same config the period is searched all the same.
+every object and band in one parallel pass).  A fold at a daily alias of
+the period puts the points of a nightly cadence at nearly the same phases,
+so these shape numbers survive an alias that misleads the period itself (on
+the Stripe 82 RR Lyrae, ``fourier_r21_g`` alone separates ab from c with ROC
+AUC 0.98).  Without the ``period`` group in the same config the period is
+searched all the same.
 
 The frequency grid (:class:`PeriodogramConfig`) is linear in frequency, from
 ``1 / max_period`` to ``1 / min_period`` cycles/day, with step ``1 /

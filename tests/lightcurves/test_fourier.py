@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from astroray.lightcurves import FeatureConfig, FeatureExtractor, PeriodogramConfig
 from astroray.records import AB_NJY_ZEROPOINT, LightCurve
@@ -116,3 +117,5 @@ def test_the_kernel_matches_a_numpy_least_squares_fit_and_skips_unusable_points(
             ref = _lstsq_reference(t[a:z][ok], y[a:z][ok], e[a:z][ok], periods[i], t0, n_harmonics)
             np.testing.assert_allclose(got[:3], ref[:3], rtol=1e-8)
             assert np.all(np.abs(np.angle(np.exp(1j * (got[3:] - ref[3:])))) < 1e-8) and np.all(got[3:] >= 0)
+    with pytest.raises(ValueError, match="n_harmonics >= 3"):
+        K.fourier_kernel(t, y, e, seg, periods, 2, out, 0)
