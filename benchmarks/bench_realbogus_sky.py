@@ -28,10 +28,10 @@ simulated validation split, never tuned here.
 
 Reported for ZTF with ZTF's deep real/bogus ``drb`` as the label (>= 0.5
 real): the fraction of ``drb >= 0.5`` alerts scored real (issue 14's target
->= 95%), ROC AUC (>= 0.90), the same for ZTF's older ``rb`` (trained on real
-ZTF stamps) at cuts 0.5 and 0.65 as a reference point, and the scores of
-the Rubin alerts beside their ``reliability``.  A PNG shows the scores
-against ``drb`` and example stamps of agreements and disagreements.
+>= 95%), ROC AUC (>= 0.90), the same for ZTF's older ``rb`` (trained by ZTF
+on its real detections) at cuts 0.5 and 0.65 as a reference point, and the
+scores of the Rubin alerts beside their ``reliability``.  A PNG shows the
+scores against ``drb`` and example stamps of agreements and disagreements.
 """
 import argparse
 import json
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
 
     ok = ztf & np.isfinite(rb)
     out["ztf_rb_auc_vs_drb"] = float(roc_auc(drb[ok] >= 0.5, rb[ok]))
-    # ZTF's older model, trained on real ZTF stamps, at two cuts brokers use: how far two of ZTF's own models agree
+    # ZTF's older model, trained by ZTF on its real detections, at two cuts brokers use: how far two of its models agree
     out["ztf_rb_vs_drb"] = {f"rb>={cut}": _rate_summary(rb[ok], rb[ok] >= cut, drb[ok] >= 0.5) for cut in (0.5, 0.65)}
     lsst = surveys == "lsst"
     if lsst.any():
