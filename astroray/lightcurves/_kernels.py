@@ -533,6 +533,56 @@ def object_power(t, y, e, seg_row, weights, normalization, min_period, max_perio
 
 
 @nb.njit(**_JIT)
+def _add_harmonic_point(m, v, phi, x, w, yc, n_harmonics):
+    """Fold one point into weighted normal equations of a constant plus ``n_harmonics`` harmonics at phase angle
+    ``x``: ``phi`` gets the basis (1, cos x, sin x, cos 2x, sin 2x, ...), ``m`` (lower triangle) ``w phi phi'``
+    and ``v`` ``w yc phi``."""
+    c1 = math.cos(x)
+    s1 = math.sin(x)
+    phi[0] = 1.0
+    ck = 1.0
+    sk = 0.0
+    for h in range(n_harmonics):
+        ck, sk = ck * c1 - sk * s1, sk * c1 + ck * s1
+        phi[1 + 2 * h] = ck
+        phi[2 + 2 * h] = sk
+    p = phi.shape[0]
+    for r in range(p):
+        v[r] += w * yc * phi[r]
+        for q in range(r + 1):
+            m[r, q] += w * phi[r] * phi[q]
+
+
+@nb.njit(**_JIT)
+def _cholesky_lower(m, tol):
+    """Cholesky factor of the symmetric ``m`` (lower triangle read and overwritten); False where a pivot is not
+    above ``tol`` (singular or nearly so)."""
+    p = m.shape[0]
+    for r in range(p):
+        for q in range(r + 1):
+            acc = m[r, q]
+            for k in range(q):
+                acc -= m[r, k] * m[q, k]
+            if r == q:
+                if not acc > tol:
+                    return False
+                m[r, r] = math.sqrt(acc)
+            else:
+                m[r, q] = acc / m[q, q]
+    return True
+
+
+@nb.njit(**_JIT)
+def _forward_substitute(m, v, out):
+    """``out = L^-1 v`` for the lower-triangular factor ``L`` that :func:`_cholesky_lower` left in ``m``."""
+    for r in range(m.shape[0]):
+        acc = v[r]
+        for k in range(r):
+            acc -= m[r, k] * out[k]
+        out[r] = acc / m[r, r]
+
+
+@nb.njit(**_JIT)
 def _harmonic_score(t, y, e, seg_row, t_ref, f, n_harmonics, weights, band_out):
     """Fit of a floating mean plus ``n_harmonics`` harmonics of ``f`` to each band (weights 1/e^2).
 
@@ -570,48 +620,15 @@ def _harmonic_score(t, y, e, seg_row, t_ref, f, n_harmonics, weights, band_out):
             w = 1.0 / (e[j] * e[j])
             yc = y[j] - wmean
             chi0 += w * yc * yc
-            ph = two_pi_f * (t[j] - t_ref)
-            c1 = math.cos(ph)
-            s1 = math.sin(ph)
-            phi[0] = 1.0
-            ck = 1.0
-            sk = 0.0
-            for h in range(n_harmonics):
-                ck, sk = ck * c1 - sk * s1, sk * c1 + ck * s1
-                phi[1 + 2 * h] = ck
-                phi[2 + 2 * h] = sk
-            for r in range(p):
-                v[r] += w * yc * phi[r]
-                for q in range(r + 1):
-                    m[r, q] += w * phi[r] * phi[q]
+            _add_harmonic_point(m, v, phi, two_pi_f * (t[j] - t_ref), w, yc, n_harmonics)
         if not chi0 > 0:
             continue
-        # Cholesky of the normal matrix (lower triangle), then forward substitution
-        tol = 1e-10 * m[0, 0]
-        ok = True
-        for r in range(p):
-            for q in range(r + 1):
-                acc = m[r, q]
-                for k in range(q):
-                    acc -= m[r, k] * m[q, k]
-                if r == q:
-                    if not acc > tol:
-                        ok = False
-                        break
-                    m[r, r] = math.sqrt(acc)
-                else:
-                    m[r, q] = acc / m[q, q]
-            if not ok:
-                break
-        if not ok:
+        # Cholesky of the normal matrix, then forward substitution: delta chi2 = v' M^-1 v = |L^-1 v|^2
+        if not _cholesky_lower(m, 1e-10 * m[0, 0]):
             continue
-        # delta chi2 = v' M^-1 v = |L^-1 v|^2
+        _forward_substitute(m, v, phi)
         delta = 0.0
         for r in range(p):
-            acc = v[r]
-            for k in range(r):
-                acc -= m[r, k] * phi[k]
-            phi[r] = acc / m[r, r]
             delta += phi[r] * phi[r]
         score = min(max(delta / chi0, 0.0), 1.0)
         band_out[b] = score
@@ -778,46 +795,12 @@ def fourier_kernel(t, y, e, seg, period, n_harmonics, out, col0):
             for j in range(a, z):
                 if not (math.isfinite(y[j]) and math.isfinite(e[j]) and e[j] > 0):
                     continue
-                w = 1.0 / (e[j] * e[j])
-                x = 2.0 * math.pi * ((t[j] - t0) / per)
-                c1 = math.cos(x)
-                s1 = math.sin(x)
-                phi[0] = 1.0
-                ck = 1.0
-                sk = 0.0
-                for h in range(n_harmonics):
-                    ck, sk = ck * c1 - sk * s1, sk * c1 + ck * s1
-                    phi[1 + 2 * h] = ck
-                    phi[2 + 2 * h] = sk
-                yc = y[j] - wmean
-                for r in range(p):
-                    v[r] += w * yc * phi[r]
-                    for q in range(r + 1):
-                        m[r, q] += w * phi[r] * phi[q]
-            # Cholesky (lower triangle in place), forward then back substitution into phi
-            tol = 1e-12 * m[0, 0]
-            ok = True
-            for r in range(p):
-                for q in range(r + 1):
-                    acc = m[r, q]
-                    for k in range(q):
-                        acc -= m[r, k] * m[q, k]
-                    if r == q:
-                        if not acc > tol:
-                            ok = False
-                            break
-                        m[r, r] = math.sqrt(acc)
-                    else:
-                        m[r, q] = acc / m[q, q]
-                if not ok:
-                    break
-            if not ok:
+                _add_harmonic_point(m, v, phi, 2.0 * math.pi * ((t[j] - t0) / per), 1.0 / (e[j] * e[j]),
+                                    y[j] - wmean, n_harmonics)
+            # Cholesky, forward then back substitution into phi
+            if not _cholesky_lower(m, 1e-12 * m[0, 0]):
                 continue
-            for r in range(p):
-                acc = v[r]
-                for k in range(r):
-                    acc -= m[r, k] * phi[k]
-                phi[r] = acc / m[r, r]
+            _forward_substitute(m, v, phi)
             for r in range(p - 1, -1, -1):
                 acc = phi[r]
                 for k in range(r + 1, p):
