@@ -57,6 +57,7 @@ __all__ = [
     "TASK_FRACTIONS",
     "LabelledLightCurves",
     "elasticc_set",
+    "rrlyrae_features",
     "rrlyrae_set",
     "simulated_set",
 ]
@@ -175,6 +176,13 @@ def _folder(path, what: str) -> Path:
     return p
 
 
+def rrlyrae_features(period: PeriodogramConfig = RRLYRAE_PERIODOGRAM) -> FeatureConfig:
+    """How :func:`rrlyrae_set` finds :data:`RRLYRAE_EXTRA` from a light curve: the multi-band periodogram on
+    magnitudes (``period``) and the Fourier decomposition at the period found (what a trained model logs as its
+    recipe, so a classifier recomputes them the same way)."""
+    return FeatureConfig(bands="ugriz", domain="mag", groups=("period", "fourier"), period=period)
+
+
 def rrlyrae_set(root: str | os.PathLike, *, fractions: Mapping[str, float] | None = None, salt: str = "rrlyrae",
                 period: PeriodogramConfig = RRLYRAE_PERIODOGRAM, n_threads: int | None = None
                 ) -> LabelledLightCurves:
@@ -225,8 +233,7 @@ def rrlyrae_set(root: str | os.PathLike, *, fractions: Mapping[str, float] | Non
         lc.label = str(catalogue.loc[lc.object_id, "Type"]).strip()
     preprocess = PreprocessConfig(bands="ugriz")
     data = ragged_from_lightcurves(lcs, preprocess)
-    features = FeatureExtractor(FeatureConfig(bands="ugriz", domain="mag", groups=("period", "fourier"), period=period)
-                                ).run(data, n_threads=n_threads)
+    features = FeatureExtractor(rrlyrae_features(period)).run(data, n_threads=n_threads)
     ids = label_ids(list(data.labels), RRLYRAE_CLASSES)
     labels = np.asarray(data.labels, dtype=object)
     return LabelledLightCurves(

@@ -159,13 +159,9 @@ def _context_features(cfg: LightCurveDataConfig) -> dict:
     classifier computes them the same way)."""
     if cfg.source != "rrlyrae":
         return {}
-    from astroray.lightcurves import FeatureConfig
-    from astroray.lightcurves.tasks import RRLYRAE_EXTRA, RRLYRAE_PERIODOGRAM
+    from astroray.lightcurves.tasks import RRLYRAE_EXTRA, rrlyrae_features
 
-    # what rrlyrae_set computes: the multi-band periodogram on magnitudes with harmonic re-scoring, and the
-    # Fourier decomposition at the period found
-    recipe = FeatureConfig(bands="ugriz", domain="mag", groups=("period", "fourier"), period=RRLYRAE_PERIODOGRAM)
-    spec = recipe.model_dump(mode="json")
+    spec = rrlyrae_features().model_dump(mode="json")  # what rrlyrae_set computes
     return {name: {"feature": name, "config": spec} for name in RRLYRAE_EXTRA}
 
 
