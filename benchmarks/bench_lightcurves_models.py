@@ -74,11 +74,9 @@ MODEL_CONFIGS = {
     # 0.408 d with ab-like R21 is the one most often wrong (3 of 6)
     # No flux reconstruction: Stripe 82 errors are 0.005-0.05 mag, so residuals run to tens of sigma and that loss
     # swamped the class loss (reconstruction ~10 x 0.1 against cross-entropy ~0.1; test accuracy 0.81)
-    "rrlyrae": {"bands": "ugriz", "truncate": False, "period_column": "period",
-                "context_columns": ("period_power", "fourier_r21_g", "fourier_r21_r", "fourier_phi21_g",
-                                    "fourier_phi21_r"),
-                "keep": "uniform", "max_length": 256, "lr": 3e-3, "reconstruction_weight": 0.0, "dropout": 0.2,
-                "standardize_objects": True},
+    # (context_columns default to RRLYRAE_CONTEXT, as in the training job)
+    "rrlyrae": {"bands": "ugriz", "truncate": False, "period_column": "period", "keep": "uniform", "max_length": 256,
+                "lr": 3e-3, "reconstruction_weight": 0.0, "dropout": 0.2, "standardize_objects": True},
     # alerts: trained on random cuts of each alert's history; the object token also gets the statistics and shape
     # features of the points kept (recomputed after every cut): with ~1,000 training alerts the sequence alone
     # learned slowly (test accuracy 0.65 after 30 epochs, below the trees on the same features)
@@ -248,7 +246,7 @@ def fit_gbt(data, features_config, *, feature_table=None, extra_columns=()):
 def task_rrlyrae(args, folder: Path) -> dict:
     from astroray.eval import plot_confusion_matrix
     from astroray.lightcurves import FeatureConfig, rrlyrae_set
-    from astroray.lightcurves.tasks import RRLYRAE_PERIODOGRAM
+    from astroray.lightcurves.tasks import RRLYRAE_CONTEXT, RRLYRAE_PERIODOGRAM
     from astroray.models.lc_transformer import balanced_class_weights, predict_rows
 
     start = time.perf_counter()
@@ -260,7 +258,7 @@ def task_rrlyrae(args, folder: Path) -> dict:
         "all": float(found.mean()), "ab": float(found[data.label_ids == 0].mean()),
         "c": float(found[data.label_ids == 1].mean()), "test": float(found[data.split == "test"].mean()),
         "search": RRLYRAE_PERIODOGRAM.model_dump()}
-    cfg = dict(MODEL_CONFIGS["rrlyrae"], classes=data.classes,
+    cfg = dict({"context_columns": RRLYRAE_CONTEXT, **MODEL_CONFIGS["rrlyrae"]}, classes=data.classes,
                class_weights=balanced_class_weights(data.part("train").label_ids, 2))
     module, out["training"] = train_transformer(data, cfg, epochs=args.epochs or DEFAULT_EPOCHS["rrlyrae"],
                                                 batch_size=BATCH_SIZE["rrlyrae"], seed=args.seed)
