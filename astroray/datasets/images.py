@@ -89,6 +89,12 @@ class EpochConfig(AstrorayConfig):
     ----------
     seeing : float
         PSF FWHM at the CCD centre, arcsec.
+    seeing_range : (float, float) or None
+        Draw each pair's seeing uniformly from this range (arcsec) instead of
+        using ``seeing``: a survey's images span a range of seeing (ZTF's
+        from about 1.5" to 3"), and a model trained at one PSF width takes
+        sharper or broader real sources for artifacts.  Drawn from its own
+        random stream, so pairs without it are unchanged.
     psf_model : {"moffat", "gaussian"}
     moffat_beta : float
         Moffat power index (4.765 is Kolmogorov turbulence).
@@ -112,6 +118,7 @@ class EpochConfig(AstrorayConfig):
     """
 
     seeing: float = Field(1.0, gt=0.05, le=20.0)
+    seeing_range: tuple[float, float] | None = None
     psf_model: Literal["moffat", "gaussian"] = "moffat"
     moffat_beta: float = Field(3.5, gt=1.5, le=20.0)
     psf_variation: float = Field(0.0, ge=0.0, lt=0.5)
@@ -121,6 +128,13 @@ class EpochConfig(AstrorayConfig):
     sky_gradient: tuple[float, float] = (0.02, -0.01)
     mjd: float = 60030.0
     saturation: float | None = Field(None, gt=0.0)
+
+    @field_validator("seeing_range")
+    @classmethod
+    def _seeing_range(cls, value):
+        if value is not None and not 0.05 < value[0] <= value[1] <= 20.0:
+            raise ValueError(f"seeing_range must be (low, high) arcsec with 0.05 < low <= high <= 20, got {value}")
+        return value
 
     @field_validator("sky_gradient")
     @classmethod
@@ -689,8 +703,15 @@ class _PairSimulation:
             self.center = (float(config.center[0]), float(config.center[1]))
         self.offset = tuple(float(v) for v in rng.normal(0.0, config.misregistration, 2)) \
             if config.misregistration > 0 else (0.0, 0.0)
-        self.ref = _make_epoch(config.reference, config, (0.0, 0.0))
-        self.sci = _make_epoch(config.science, config, self.offset)
+        self.ref_config, self.sci_config = config.reference, config.science
+        if config.reference.seeing_range or config.science.seeing_range:
+            # its own random stream (the tenth), so pairs at a fixed seeing draw exactly as before
+            rng_seeing = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.index, 9)))
+            self.ref_config, self.sci_config = (
+                cfg.model_copy(update={"seeing": float(rng_seeing.uniform(*cfg.seeing_range))})
+                if cfg.seeing_range else cfg for cfg in (config.reference, config.science))
+        self.ref = _make_epoch(self.ref_config, config, (0.0, 0.0))
+        self.sci = _make_epoch(self.sci_config, config, self.offset)
         self.flux_scale = float(self.sci.counts(20.0) / self.ref.counts(20.0))
         # sources are painted out to where they fall below ~2% of the sky noise
         self.thresholds = {id(e): 0.02 * math.sqrt(e.sky_level / config.gain + self.read_var)
@@ -967,7 +988,7 @@ class _PairSimulation:
         config, grid = self.config, self.config.reference_grid
         shape = config.shape
         grid_config = config.model_copy(update={"pixel_scale": config.pixel_scale / grid.scale})
-        epoch = _make_epoch(config.reference, grid_config, (0.0, 0.0))
+        epoch = _make_epoch(self.ref_config, grid_config, (0.0, 0.0))
         threshold = 0.02 * math.sqrt(epoch.sky_level / config.gain + self.read_var)
 
         def to_grid(x, y):

@@ -366,3 +366,28 @@ def test_static_flux_scatter_moves_static_stars_only_in_the_science_epoch():
         spread[s] = float(1.4826 * np.median(np.abs(r - np.median(r))))  # robust: blends stay out
     # photometric noise and blends give ~1.5%; 5% scatter added in quadrature gives ~5-7%
     assert spread[0.0] < 0.025 and 0.04 < spread[0.05] < 0.09
+
+
+def test_seeing_range_draws_each_pairs_seeing_and_leaves_the_rest_unchanged():
+    base = dict(shape=(256, 256), star_density=60.0, star_mag_range=(17.0, 19.0), galaxy_density=0,
+                changes=NO_CHANGES, misregistration=0.0)
+    ranged = ImagePairConfig(**base, science={**ImagePairConfig().science.model_dump(), "seeing_range": (0.8, 2.0)})
+    pairs = [simulate_pair(ranged, seed=3, index=i) for i in range(6)]
+    seeing = np.array([p.science.meta["seeing"] for p in pairs])
+    assert ((seeing >= 0.8) & (seeing <= 2.0)).all() and np.ptp(seeing) > 0.3
+    assert all(p.reference.meta["seeing"] == ImagePairConfig().reference.seeing for p in pairs)
+    # a drawn pair is the pair made at that seeing: only the PSF width comes from the new stream
+    fixed = ImagePairConfig(**base, science={**ImagePairConfig().science.model_dump(), "seeing": seeing[0]})
+    same = simulate_pair(fixed, seed=3, index=0)
+    assert np.array_equal(same.science.image, pairs[0].science.image)
+    assert np.array_equal(same.reference.image, pairs[0].reference.image)
+    # the stars' measured size follows the drawn seeing (sep's half-light radius, an independent measure)
+    radius = []
+    for p in pairs:
+        img = p.science.image - np.median(p.science.image)
+        src = sep.extract(img, 50.0)
+        r, _ = sep.flux_radius(img, src["x"], src["y"], np.full(len(src), 10.0), 0.5, subpix=5)
+        radius.append(np.median(r))
+    assert np.corrcoef(seeing, radius)[0, 1] > 0.95
+    with pytest.raises(ValueError, match="seeing_range"):
+        ImagePairConfig(science={"seeing_range": (2.0, 1.0)})
