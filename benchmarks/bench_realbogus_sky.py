@@ -32,6 +32,11 @@ real): the fraction of ``drb >= 0.5`` alerts scored real (issue 14's target
 on its real detections) at cuts 0.5 and 0.65 as a reference point, and the
 scores of the Rubin alerts beside their ``reliability``.  A PNG shows the
 scores against ``drb`` and example stamps of agreements and disagreements.
+
+Label-free domain statistics (``domain_statistics``: crowding, centre S/N
+and the difference core's sharpness) of the real ZTF cutouts, and with
+``--compare-stamps DIR ...`` of training stamp folders beside them: what the
+simulator is matched to ZTF by, without reading ``drb``.
 """
 import argparse
 import json
@@ -88,6 +93,65 @@ def alert_stamps(alerts, size: int = 63) -> dict:
     return {"science": np.stack([_on_canvas(a.cutout_science, size) for a in alerts]),
             "reference": np.stack([_on_canvas(a.cutout_reference, size) for a in alerts]),
             "difference": np.stack([_on_canvas(a.cutout_difference, size) for a in alerts]) * flip[:, None, None]}
+
+
+def domain_statistics(stamps: dict) -> dict:
+    """Label-free statistics of stamps (channel -> ``(n, S, S)``) for comparing simulated and real cutouts.
+
+    Per channel, in units of each stamp's robust scatter (1.4826 MAD about
+    the median, as the model's normalisation): the median over stamps of the
+    fraction of pixels above 5 sigma (crowding), and percentiles (10/50/90) of
+    the centre 5x5's maximum.  For the difference, orientated so the centre
+    is positive: the core's sharpness, the peak over the sum of the 3x3
+    around it, where the centre reaches 8 sigma (about 0.20 for a 2 px FWHM
+    Moffat, 0.28 for 1.4 px, 0.15 for 3.2 px).  No label is read.
+    """
+    out = {}
+    for name in ("science", "reference", "difference"):
+        a = np.asarray(stamps[name], np.float32)
+        flat = a[:, ::3, ::3].reshape(len(a), -1)
+        med = np.nanmedian(flat, axis=1)
+        mad = 1.4826 * np.nanmedian(np.abs(flat - med[:, None]), axis=1)
+        mad = np.where(np.isfinite(mad) & (mad > 0), mad, np.nan)
+        z = (a - med[:, None, None]) / mad[:, None, None]
+        if name == "difference":
+            z = z * np.where(np.nansum(z[:, 29:34, 29:34], axis=(1, 2)) < 0, -1.0, 1.0)[:, None, None]
+        with np.errstate(invalid="ignore"):
+            centre = np.nanmax(z[:, 29:34, 29:34].reshape(len(a), -1), axis=1)
+            stats = {"fraction_above_5sigma": float(np.nanmedian(np.nanmean(z > 5, axis=(1, 2)))),
+                     "centre_max_sigma_p10_50_90": np.round(np.nanpercentile(centre, [10, 50, 90]), 1).tolist()}
+        if name == "difference":
+            sharp = []
+            for zi in z[centre >= 8]:
+                core = zi[27:36, 27:36]
+                cy, cx = np.unravel_index(np.nanargmax(core), core.shape)
+                box = core[max(cy - 1, 0):cy + 2, max(cx - 1, 0):cx + 2]
+                if np.isfinite(box).all():
+                    sharp.append(core[cy, cx] / np.clip(box, 0, None).sum())
+            stats["core_sharpness_p10_50_90"] = (np.round(np.percentile(sharp, [10, 50, 90]), 3).tolist()
+                                                 if sharp else None)
+        out[name] = stats
+    out["n"] = int(len(stamps["difference"]))
+    return out
+
+
+def training_stamps(folder: Path, *, split: str = "train", limit: int = 4000) -> dict:
+    """Up to ``limit`` stamps of a ``jobs/make_stamps.py`` folder's split (files in order), channel -> array."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables, n = [], 0
+    for path in sorted((folder / f"split={split}").glob("*.parquet")):
+        tables.append(pq.read_table(path, columns=["science", "reference", "difference", "stamp_size"]))
+        n += tables[-1].num_rows
+        if n >= limit:
+            break
+    if not tables:
+        raise SystemExit(f"no stamps in {folder / f'split={split}'}: pass a folder made by jobs/make_stamps.py")
+    table = pa.concat_tables(tables).slice(0, limit)
+    size = int(table["stamp_size"][0].as_py())
+    return {k: np.stack(table[k].to_numpy(zero_copy_only=False)).reshape(-1, size, size).astype(np.float32)
+            for k in ("science", "reference", "difference")}
 
 
 def _rate_summary(scores, real, labels) -> dict:
@@ -173,6 +237,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/realbogus_sky.json")
     parser.add_argument("--png", default=None, help="default: the JSON's path with .png")
+    parser.add_argument("--compare-stamps", nargs="*", default=[], metavar="DIR",
+                        help="stamp folders (jobs/make_stamps.py) whose train split's label-free statistics "
+                             "(crowding, centre S/N, core sharpness) are reported beside the real ZTF cutouts'")
     args = parser.parse_args(argv)
 
     from astroray.models.scoring import StampScorer
@@ -212,6 +279,9 @@ def main(argv=None) -> int:
                        "median_score": float(np.nanmedian(scores[lsst])),
                        "reliability_median": float(np.nanmedian(rel)) if np.isfinite(rel).any() else None,
                        "spearman_vs_reliability": _spearman(scores[lsst], rel)}
+    out["domain_statistics"] = {"ztf_alert_cutouts": domain_statistics({k: v[ztf] for k, v in stamps.items()})}
+    for folder in args.compare_stamps:
+        out["domain_statistics"][str(folder)] = domain_statistics(training_stamps(Path(folder)))
     out["per_alert"] = [{"survey": a.survey, "alert_id": a.alert_id, "object_id": a.object_id,
                          "score": None if not np.isfinite(s) else round(float(s), 5), "real": bool(r),
                          "drb": None if not np.isfinite(d) else float(d)}
