@@ -109,6 +109,7 @@ def domain_statistics(stamps: dict) -> dict:
     out = {}
     for name in ("science", "reference", "difference"):
         a = np.asarray(stamps[name], np.float32)
+        a = np.where(np.abs(a) < 1e30, a, np.nan)  # blanks (ZTF fills masked cutout pixels with -3.4e38)
         flat = a[:, ::3, ::3].reshape(len(a), -1)
         med = np.nanmedian(flat, axis=1)
         mad = 1.4826 * np.nanmedian(np.abs(flat - med[:, None]), axis=1)
