@@ -92,9 +92,8 @@ class EpochConfig(AstrorayConfig):
     seeing_range : (float, float) or None
         Draw each pair's seeing uniformly from this range (arcsec) instead of
         using ``seeing``: a survey's images span a range of seeing (ZTF's
-        from about 1.5" to 3"), and a model trained at one PSF width takes
-        sharper or broader real sources for artifacts.  Drawn from its own
-        random stream, so pairs without it are unchanged.
+        from about 1.5" to 3").  Drawn from its own random stream, so pairs
+        without it are unchanged.
     psf_model : {"moffat", "gaussian"}
     moffat_beta : float
         Moffat power index (4.765 is Kolmogorov turbulence).
