@@ -109,6 +109,8 @@ def domain_statistics(stamps: dict) -> dict:
     out = {}
     for name in ("science", "reference", "difference"):
         a = np.asarray(stamps[name], np.float32)
+        c = a.shape[-1] // 2
+        centre5, centre9 = (slice(c - 2, c + 3),) * 2, (slice(c - 4, c + 5),) * 2
         a = np.where(np.abs(a) < 1e30, a, np.nan)  # blanks (ZTF fills masked cutout pixels with -3.4e38)
         flat = a[:, ::3, ::3].reshape(len(a), -1)
         med = np.nanmedian(flat, axis=1)
@@ -116,15 +118,15 @@ def domain_statistics(stamps: dict) -> dict:
         mad = np.where(np.isfinite(mad) & (mad > 0), mad, np.nan)
         z = (a - med[:, None, None]) / mad[:, None, None]
         if name == "difference":
-            z = z * np.where(np.nansum(z[:, 29:34, 29:34], axis=(1, 2)) < 0, -1.0, 1.0)[:, None, None]
+            z = z * np.where(np.nansum(z[(slice(None),) + centre5], axis=(1, 2)) < 0, -1.0, 1.0)[:, None, None]
         with np.errstate(invalid="ignore"):
-            centre = np.nanmax(z[:, 29:34, 29:34].reshape(len(a), -1), axis=1)
+            centre = np.nanmax(z[(slice(None),) + centre5].reshape(len(a), -1), axis=1)
             stats = {"fraction_above_5sigma": float(np.nanmedian(np.nanmean(z > 5, axis=(1, 2)))),
                      "centre_max_sigma_p10_50_90": np.round(np.nanpercentile(centre, [10, 50, 90]), 1).tolist()}
         if name == "difference":
             sharp = []
             for zi in z[centre >= 8]:
-                core = zi[27:36, 27:36]
+                core = zi[centre9]
                 cy, cx = np.unravel_index(np.nanargmax(core), core.shape)
                 box = core[max(cy - 1, 0):cy + 2, max(cx - 1, 0):cx + 2]
                 if np.isfinite(box).all():
@@ -280,7 +282,8 @@ def main(argv=None) -> int:
                        "median_score": float(np.nanmedian(scores[lsst])),
                        "reliability_median": float(np.nanmedian(rel)) if np.isfinite(rel).any() else None,
                        "spearman_vs_reliability": _spearman(scores[lsst], rel)}
-    out["domain_statistics"] = {"ztf_alert_cutouts": domain_statistics({k: v[ztf] for k, v in stamps.items()})}
+    ztf_all = surveys == "ztf"  # label-free: every ZTF alert, with or without drb
+    out["domain_statistics"] = {"ztf_alert_cutouts": domain_statistics({k: v[ztf_all] for k, v in stamps.items()})}
     for folder in args.compare_stamps:
         out["domain_statistics"][str(folder)] = domain_statistics(training_stamps(Path(folder)))
     out["per_alert"] = [{"survey": a.survey, "alert_id": a.alert_id, "object_id": a.object_id,
