@@ -702,15 +702,15 @@ class _PairSimulation:
             self.center = (float(config.center[0]), float(config.center[1]))
         self.offset = tuple(float(v) for v in rng.normal(0.0, config.misregistration, 2)) \
             if config.misregistration > 0 else (0.0, 0.0)
-        self.ref_config, self.sci_config = config.reference, config.science
-        if config.reference.seeing_range or config.science.seeing_range:
+        ref_config, sci_config = config.reference, config.science
+        if ref_config.seeing_range or sci_config.seeing_range:
             # its own random stream (the tenth), so pairs at a fixed seeing draw exactly as before
             rng_seeing = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.index, 9)))
-            self.ref_config, self.sci_config = (
+            ref_config, sci_config = (
                 cfg.model_copy(update={"seeing": float(rng_seeing.uniform(*cfg.seeing_range))})
-                if cfg.seeing_range else cfg for cfg in (config.reference, config.science))
-        self.ref = _make_epoch(self.ref_config, config, (0.0, 0.0))
-        self.sci = _make_epoch(self.sci_config, config, self.offset)
+                if cfg.seeing_range else cfg for cfg in (ref_config, sci_config))
+        self.ref = _make_epoch(ref_config, config, (0.0, 0.0))
+        self.sci = _make_epoch(sci_config, config, self.offset)
         self.flux_scale = float(self.sci.counts(20.0) / self.ref.counts(20.0))
         # sources are painted out to where they fall below ~2% of the sky noise
         self.thresholds = {id(e): 0.02 * math.sqrt(e.sky_level / config.gain + self.read_var)
@@ -987,7 +987,7 @@ class _PairSimulation:
         config, grid = self.config, self.config.reference_grid
         shape = config.shape
         grid_config = config.model_copy(update={"pixel_scale": config.pixel_scale / grid.scale})
-        epoch = _make_epoch(self.ref_config, grid_config, (0.0, 0.0))
+        epoch = _make_epoch(self.ref.cfg, grid_config, (0.0, 0.0))  # the pair's reference seeing, drawn or not
         threshold = 0.02 * math.sqrt(epoch.sky_level / config.gain + self.read_var)
 
         def to_grid(x, y):
