@@ -106,16 +106,16 @@ def domain_statistics(stamps: dict) -> dict:
     around it, where the centre reaches 8 sigma (about 0.20 for a 2 px FWHM
     Moffat, 0.28 for 1.4 px, 0.15 for 3.2 px).  No label is read.
     """
+    from astroray.models.classical import _robust_sigma
+    from astroray.models.realbogus import BLANK_LIMIT
+
     out = {}
     for name in ("science", "reference", "difference"):
         a = np.asarray(stamps[name], np.float32)
         c = a.shape[-1] // 2
         centre5, centre9 = (slice(c - 2, c + 3),) * 2, (slice(c - 4, c + 5),) * 2
-        a = np.where(np.abs(a) < 1e30, a, np.nan)  # blanks (ZTF fills masked cutout pixels with -3.4e38)
-        flat = a[:, ::3, ::3].reshape(len(a), -1)
-        med = np.nanmedian(flat, axis=1)
-        mad = 1.4826 * np.nanmedian(np.abs(flat - med[:, None]), axis=1)
-        mad = np.where(np.isfinite(mad) & (mad > 0), mad, np.nan)
+        a = np.where(np.abs(a) < BLANK_LIMIT, a, np.nan)  # blanks (ZTF fills masked cutout pixels with -3.4e38)
+        med, mad = _robust_sigma(a[:, ::3, ::3])  # from every third pixel, as the model's normalisation
         z = (a - med[:, None, None]) / mad[:, None, None]
         if name == "difference":
             z = z * np.where(np.nansum(z[(slice(None),) + centre5], axis=(1, 2)) < 0, -1.0, 1.0)[:, None, None]
@@ -143,6 +143,8 @@ def training_stamps(folder: Path, *, split: str = "train", limit: int = 4000) ->
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from astroray.datasets.stamps import stamp_arrays
+
     tables, n = [], 0
     for path in sorted((folder / f"split={split}").glob("*.parquet")):
         tables.append(pq.read_table(path, columns=["science", "reference", "difference", "stamp_size"]))
@@ -151,10 +153,7 @@ def training_stamps(folder: Path, *, split: str = "train", limit: int = 4000) ->
             break
     if not tables:
         raise SystemExit(f"no stamps in {folder / f'split={split}'}: pass a folder made by jobs/make_stamps.py")
-    table = pa.concat_tables(tables).slice(0, limit)
-    size = int(table["stamp_size"][0].as_py())
-    return {k: np.stack(table[k].to_numpy(zero_copy_only=False)).reshape(-1, size, size).astype(np.float32)
-            for k in ("science", "reference", "difference")}
+    return stamp_arrays(pa.concat_tables(tables).slice(0, limit), names=("science", "reference", "difference"))
 
 
 def _rate_summary(scores, real, labels) -> dict:
